@@ -1,0 +1,4 @@
+"""Sample-quality metrics that need no downloaded weights."""
+from evaluation.distances import sliced_wasserstein
+
+__all__ = ["sliced_wasserstein"]

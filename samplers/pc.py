@@ -1,0 +1,152 @@
+"""Predictor-corrector sampling (Song et al. 2021, sec. 4.2 and Algs. 1-5).
+
+Time runs down the grid t_k = linspace(T, eps, N); at each t_k a corrector (Langevin MCMC aimed at
+p_{t_k}) is followed by a predictor (one step of a reverse-time solver). Each step function takes
+(sde, score_fn, x, t, key) and returns (x, number of score evaluations it made); `pc_sample` adds
+those up in the `lax.scan` carry, so the returned NFE is counted, not assumed.
+
+DDPM ancestral sampling (Ho et al. 2020, Alg. 2) is `VPSDE` + predictor "ancestral" + corrector
+"none"; NCSN annealed Langevin dynamics (Song & Ermon 2019, Alg. 1) is `VESDE` + predictor "none" +
+corrector "ald" with snr = sqrt(step_lr) / (2 sigma_min), n_corrector_steps = T_ald and eps = 0.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from samplers.common import check_sampler_args, tweedie_denoise
+from sde import checks
+from sde.base import SDE, Batch, ScoreFn, Times, batch_mul
+
+
+def _noise_like(key, x):
+    return jax.random.normal(key, x.shape, x.dtype)
+
+
+# ---- predictors: one step from t_k towards t_{k+1} ----
+
+def euler_maruyama(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key):
+    """x <- x - [f - g^2 score] dt + g sqrt(dt) z with dt = T / N (Song et al. eq. 6)."""
+    dt = sde.T / sde.N
+    drift, g = sde.reverse(score_fn).sde(x, t)
+    return x - drift * dt + batch_mul(g * jnp.sqrt(dt), _noise_like(key, x)), 1
+
+
+def reverse_diffusion(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key):
+    """x_{i-1} = x_i - f_i + G_i^2 score + G_i z: the forward chain step reversed (eq. 46)."""
+    f, g = sde.reverse(score_fn).discretize(x, t)
+    return x - f + batch_mul(g, _noise_like(key, x)), 1
+
+
+def ancestral(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key):
+    """Ancestral sampling of the discrete chain x_i = r_i x_{i-1} + G_i z (eq. 47).
+
+    The mean (x_i + G_i^2 score) / r_i is the posterior mean of x_{i-1} given x_i and the Tweedie
+    estimate of x_0; for VP it is DDPM's (x - beta / sqrt(1 - alpha_bar) eps) / sqrt(1 - beta). The
+    noise std is `sde.ancestral_std` (DDPM's sqrt(beta_i) for VP, the posterior std otherwise).
+    """
+    i = sde.time_index(t)
+    r, g = sde.discrete_transition(i)
+    mean = batch_mul(1 / r, x + batch_mul(jnp.square(g), score_fn(x, t)))
+    return mean + batch_mul(sde.ancestral_std(i), _noise_like(key, x)), 1
+
+
+def no_predictor(sde, score_fn, x, t, key):
+    return x, 0
+
+
+# ---- correctors: n steps of Langevin dynamics with p_t as the target ----
+
+def _langevin_loop(step_size_fn, score_fn, x, t, key, n_steps):
+    """n_steps of x <- x + e score + sqrt(2 e) z with e = step_size_fn(score, z)."""
+    def step(x, k):
+        score, z = score_fn(x, t), _noise_like(k, x)
+        e = step_size_fn(score, z)
+        return x + batch_mul(e, score) + batch_mul(jnp.sqrt(2 * e), z), None
+    x, _ = jax.lax.scan(step, x, jax.random.split(key, n_steps))
+    return x, n_steps
+
+
+def _norm(a):
+    return jnp.linalg.norm(a.reshape(a.shape[0], -1), axis=-1)
+
+
+def langevin(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key, *, snr, n_steps):
+    """Langevin corrector (Song et al. Algs. 4 and 5): e = 2 alpha (snr ||z|| / ||score||)^2.
+
+    alpha = m(t)^2, the continuous form of the paper's alpha_i = prod_{j <= i} (1 - beta_j) for VP
+    and sub-VP (Alg. 5; Song et al.'s code used 1 - beta_i instead) and 1 for VE (Alg. 4). As in
+    Song et al.'s code, the norms are averaged over the batch: E||score||^2 is the Fisher
+    information of p_t, and a per-sample ||score|| near a mode (small in low dimensions) would
+    give an unbounded step.
+    """
+    alpha = jnp.square(sde.mean_coeff(t))
+
+    def step_size(score, z):
+        ratio = jnp.mean(_norm(z)) / jnp.maximum(jnp.mean(_norm(score)), jnp.finfo(x.dtype).tiny)
+        return 2 * alpha * jnp.square(snr * ratio)
+    return _langevin_loop(step_size, score_fn, x, t, key, n_steps)
+
+
+def annealed_langevin(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key, *, snr, n_steps):
+    """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1): e = 2 alpha (snr std(t))^2.
+
+    NCSN's step alpha_i / 2 = step_lr sigma_i^2 / (2 sigma_L^2) is this with
+    snr = sqrt(step_lr) / (2 sigma_L). alpha = m(t)^2 as in `langevin`.
+    """
+    e = 2 * jnp.square(sde.mean_coeff(t)) * jnp.square(snr * sde.std(t))
+    return _langevin_loop(lambda score, z: e, score_fn, x, t, key, n_steps)
+
+
+def no_corrector(sde, score_fn, x, t, key, *, snr, n_steps):
+    return x, 0
+
+
+PREDICTORS = {"euler_maruyama": euler_maruyama, "reverse_diffusion": reverse_diffusion,
+              "ancestral": ancestral, "none": no_predictor}
+CORRECTORS = {"langevin": langevin, "ald": annealed_langevin, "none": no_corrector}
+
+
+def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_diffusion",
+              corrector="langevin", snr=0.16, n_corrector_steps=1, num_steps=None, eps=1e-3,
+              denoise=True) -> tuple[Batch, jax.Array]:
+    """Samples of `shape` = (batch, *data) by predictor-corrector sampling; returns (x, nfe).
+
+    `num_steps` (default `sde.N`) sets the number of grid points; the discrete chain used by the
+    "reverse_diffusion" and "ancestral" predictors is then `sde.replace(N=num_steps)`, i.e. DDPM's
+    betas (or SMLD's sigmas) for that many steps. `denoise` ends with one Tweedie step at t = eps.
+    """
+    predictor = "none" if predictor is None else predictor
+    corrector = "none" if corrector is None else corrector
+    checks.check_choice("predictor", predictor, list(PREDICTORS))
+    checks.check_choice("corrector", corrector, list(CORRECTORS))
+    checks.check_number("snr", snr, low=0.0, low_open=True)
+    checks.check_int("n_corrector_steps", n_corrector_steps, low=0)
+    checks.check_int("num_steps", num_steps, low=2, allow_none=True)
+    if predictor == "none" and (corrector == "none" or n_corrector_steps == 0):
+        raise ValueError("predictor and corrector are both 'none' (or n_corrector_steps=0): "
+                         "nothing would move the prior sample; choose at least one of them")
+    shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=denoise,
+                               eps_low_open=False)
+    if num_steps is not None and num_steps != sde.N:
+        sde = sde.replace(N=num_steps)
+    predict = PREDICTORS[predictor]
+    correct = functools.partial(CORRECTORS[corrector], snr=snr, n_steps=n_corrector_steps)
+
+    k_prior, k_loop = jax.random.split(key)
+    x = sde.prior_sampling(k_prior, shape)
+
+    def step(carry, inputs):
+        x, nfe = carry
+        t, k = inputs
+        k_c, k_p = jax.random.split(k)
+        t = jnp.full((shape[0],), t, x.dtype)
+        x, n_c = correct(sde, score_fn, x, t, k_c)
+        x, n_p = predict(sde, score_fn, x, t, k_p)
+        return (x, nfe + n_c + n_p), None
+
+    ts = jnp.linspace(sde.T, eps, sde.N)
+    (x, nfe), _ = jax.lax.scan(step, (x, jnp.int32(0)), (ts, jax.random.split(k_loop, sde.N)))
+    if denoise:
+        x, nfe = tweedie_denoise(sde, score_fn, x, eps), nfe + 1
+    return x, nfe

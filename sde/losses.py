@@ -1,0 +1,94 @@
+"""Denoising score matching (Vincent 2011) for linear SDEs, continuous and discrete time.
+
+A loss takes `score_fn(params, x, t) -> score`: the conversion from a network's output (noise or
+scaled score) to a score is settled before it reaches here (models/score.py), so one loss serves
+every parameterisation. With x_t = m(t) x_0 + std(t) z, the regression target of the score is
+-z / std(t), and the loss at time t is lambda(t) ||score(x_t, t) + z / std(t)||^2.
+"""
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from sde import checks
+from sde.base import SDE, Batch, Times, batch_mul
+
+ParamScoreFn = Callable[[Any, Batch, Times], Batch]
+
+# Cells of the piecewise-constant proposal for importance sampling of t (see `_sample_time_is`).
+_IS_CELLS = 1024
+
+
+def dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *, eps: float = 1e-5,
+             reduce_mean: bool = True, likelihood_weighting: bool = False,
+             importance_sampling: bool = False) -> Float[Array, ""]:
+    """Continuous-time DSM loss (Song et al. 2021, eq. 7), t ~ U(eps, T).
+
+    lambda(t) = std(t)^2 by default, i.e. the per-sample loss ||std score + z||^2; with
+    `likelihood_weighting`, lambda(t) = g(t)^2, which makes the loss an upper bound on the
+    negative log-likelihood (Song et al. 2021b, "Maximum Likelihood Training of Score-Based
+    Diffusion Models", thm. 1). `importance_sampling` (likelihood weighting only) draws t from a
+    proposal q(t) proportional to g(t)^2 / std(t)^2 and reweights by lambda(t) / (q(t) (T - eps)):
+    the same expected loss with far less variance. `reduce_mean` averages over data dimensions;
+    otherwise they are summed and halved, as in Song et al.'s code. Returns the batch mean.
+    """
+    checks.check_number("eps", eps, low=0.0, high=sde.T, low_open=True, high_open=True)
+    if importance_sampling and not likelihood_weighting:
+        raise ValueError("importance_sampling=True needs likelihood_weighting=True: the proposal "
+                         "q(t) ~ g(t)^2 / std(t)^2 is built for the likelihood weighting")
+    k_t, k_z = jax.random.split(key)
+    n = x0.shape[0]
+    if importance_sampling:
+        t, weight = _sample_time_is(sde, k_t, n, eps)
+    else:
+        t = jax.random.uniform(k_t, (n,), minval=eps, maxval=sde.T)
+        weight = sde.g2(t) / jnp.square(sde.std(t)) if likelihood_weighting else jnp.ones_like(t)
+    z = jax.random.normal(k_z, x0.shape, x0.dtype)
+    mean, std = sde.marginal_prob(x0, t)
+    score = score_fn(params, mean + batch_mul(std, z), t)
+    return jnp.mean(weight * _reduce(batch_mul(std, score) + z, reduce_mean))
+
+
+def discrete_dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *,
+                      reduce_mean: bool = True) -> Float[Array, ""]:
+    """The discrete-time losses of DDPM (on `VPSDE(N)`) and NCSN/SMLD (on `VESDE(N)`).
+
+    i ~ U{0, ..., N-1}; x_i = m_i x_0 + std_i z from the SDE's discrete chain; the score is
+    queried at t_i = i T / (N - 1). The per-sample loss ||std_i score + z||^2 is DDPM's
+    ||z - eps_theta(x_i, i)||^2 (Ho et al. 2020, eq. 14) when eps_theta = -std_i score, and
+    SMLD's std_i^2 ||score + z / std_i||^2 (Song & Ermon 2019, eq. 2 with lambda = sigma^2).
+    """
+    k_i, k_z = jax.random.split(key)
+    i = jax.random.randint(k_i, (x0.shape[0],), 0, sde.N)
+    m, std = sde.discrete_marginal(i)
+    z = jax.random.normal(k_z, x0.shape, x0.dtype)
+    xt = batch_mul(m, x0) + batch_mul(std, z)
+    score = score_fn(params, xt, i * (sde.T / (sde.N - 1)))
+    return jnp.mean(_reduce(batch_mul(std, score) + z, reduce_mean))
+
+
+def _reduce(residual: Batch, reduce_mean: bool) -> Times:
+    sq = jnp.square(residual).reshape(residual.shape[0], -1)
+    return jnp.mean(sq, axis=-1) if reduce_mean else 0.5 * jnp.sum(sq, axis=-1)
+
+
+def _sample_time_is(sde: SDE, key, n: int, eps: float) -> tuple[Times, Times]:
+    """t ~ q(t) proportional to w(t) = g(t)^2 / std(t)^2 on [eps, T], and the weight
+    g(t)^2 / std(t)^2 / (q(t) (T - eps)) that keeps the likelihood-weighted loss unbiased.
+
+    q is piecewise constant on log-spaced cells (w ~ 1/t near 0 for VP), with each cell's mass the
+    trapezoid integral of w. The weight uses q's exact density, so the estimator is unbiased
+    whatever the discretisation error of q; the cells only decide how much variance is left.
+    """
+    edges = eps * jnp.exp(jnp.linspace(0.0, math.log(sde.T / eps), _IS_CELLS + 1))
+    w = sde.g2(edges) / jnp.square(sde.std(edges))
+    width = jnp.diff(edges)
+    mass = 0.5 * width * (w[1:] + w[:-1])
+    k_cell, k_u = jax.random.split(key)
+    cell = jax.random.categorical(k_cell, jnp.log(mass), shape=(n,))
+    t = edges[cell] + jax.random.uniform(k_u, (n,)) * width[cell]
+    density = mass[cell] / (jnp.sum(mass) * width[cell])
+    weight = sde.g2(t) / jnp.square(sde.std(t)) / (density * (sde.T - eps))
+    return t, weight
