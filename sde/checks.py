@@ -13,7 +13,7 @@ import numpy as np
 
 def concrete_float(value) -> float | None:
     """`value` as a Python float, or None when it is traced, abstract or not a real scalar."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         return None
     try:
         return float(value)

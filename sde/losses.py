@@ -86,9 +86,11 @@ def _sample_time_is(sde: SDE, key, n: int, eps: float) -> tuple[Times, Times]:
     w = sde.g2(edges) / jnp.square(sde.std(edges))
     width = jnp.diff(edges)
     mass = 0.5 * width * (w[1:] + w[:-1])
-    k_cell, k_u = jax.random.split(key)
-    cell = jax.random.categorical(k_cell, jnp.log(mass), shape=(n,))
-    t = edges[cell] + jax.random.uniform(k_u, (n,)) * width[cell]
-    density = mass[cell] / (jnp.sum(mass) * width[cell])
+    cdf = jnp.cumsum(mass)
+    # Inverse CDF: the cell holding u * total mass, then uniform within it.
+    u = jax.random.uniform(key, (n,)) * cdf[-1]
+    cell = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, _IS_CELLS - 1)
+    t = edges[cell] + (u - (cdf[cell] - mass[cell])) / mass[cell] * width[cell]
+    density = mass[cell] / (cdf[-1] * width[cell])
     weight = sde.g2(t) / jnp.square(sde.std(t)) / (density * (sde.T - eps))
     return t, weight

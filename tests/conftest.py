@@ -1,0 +1,33 @@
+import os
+
+# Four CPU devices for the data-parallel tests; must be set before JAX starts its backend.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
+
+from sde import VESDE, VPSDE, GaussianMixture, subVPSDE  # noqa: E402
+
+SDES = {"vp": lambda: VPSDE(), "subvp": lambda: subVPSDE(), "ve": lambda: VESDE(sigma_max=50.0)}
+
+
+@pytest.fixture(params=list(SDES))
+def sde(request):
+    return SDES[request.param]()
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(scope="session")
+def mixture():
+    """Two separated, unequal 2-D components: weights, locations and spreads all differ."""
+    return GaussianMixture.create([0.3, 0.7], [[-2.0, 0.0], [2.0, 1.0]], [0.3, 0.5])
+
+
+def times(*values):
+    return jnp.asarray(values)
