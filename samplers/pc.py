@@ -129,7 +129,10 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
     shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=denoise,
                                eps_low_open=False)
     if num_steps is not None and num_steps != sde.N:
-        sde = sde.replace(N=num_steps)
+        try:
+            sde = sde.replace(N=num_steps)
+        except ValueError as e:
+            raise ValueError(f"num_steps={num_steps} does not give a valid discrete chain: {e}")
     predict = PREDICTORS[predictor]
     correct = functools.partial(CORRECTORS[corrector], snr=snr, n_steps=n_corrector_steps)
 
