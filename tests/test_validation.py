@@ -1,0 +1,67 @@
+"""Every bad argument of the public sampler API fails at once with a message naming it."""
+import jax
+import jax.numpy as jnp
+import pytest
+
+from samplers import bits_per_dim, log_likelihood, ode_sample, pc_sample, sde_sample
+from sde import VESDE, VPSDE
+
+SDE = VPSDE()
+KEY = jax.random.key(0)
+SCORE = lambda x, t: -x
+SHAPE = (4, 2)
+X = jnp.ones(SHAPE)
+
+CASES = [
+    # (call, exception, text the message must contain)
+    (lambda: pc_sample("vp", SCORE, SHAPE, KEY), TypeError, "sde must be an SDE"),
+    (lambda: pc_sample(SDE, "score", SHAPE, KEY), TypeError, "score_fn must be a callable"),
+    (lambda: pc_sample(SDE, lambda x, t: x[:, :1], SHAPE, KEY), ValueError,
+     "score_fn(x, t) must return an array shaped like x"),
+    (lambda: pc_sample(SDE, SCORE, (4,), KEY), ValueError, "shape must be a tuple"),
+    (lambda: pc_sample(SDE, SCORE, (4, -2), KEY), ValueError, "shape must be a tuple"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, 0), TypeError, "key must be one jax.random key"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, jax.random.split(KEY, 2)), TypeError, "key must be"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, predictor="heun"), ValueError, "predictor"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, corrector="hmc"), ValueError, "corrector"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, predictor=None, corrector=None), ValueError,
+     "both 'none'"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, snr=-0.1), ValueError, "snr"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, n_corrector_steps=1.5), TypeError,
+     "n_corrector_steps"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, num_steps=0), ValueError, "num_steps"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, num_steps=10), ValueError,
+     "num_steps=10 does not give a valid discrete chain"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, eps=1.0), ValueError, "eps must be"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, eps=float("nan")), ValueError, "eps must be"),
+    (lambda: pc_sample(SDE, SCORE, SHAPE, KEY, denoise=1), TypeError, "denoise must be a bool"),
+    (lambda: sde_sample(SDE, SCORE, SHAPE, KEY, solver="tsit5"), ValueError, "solver"),
+    (lambda: sde_sample(SDE, SCORE, SHAPE, KEY, num_steps=None), TypeError, "num_steps"),
+    (lambda: sde_sample(SDE, SCORE, SHAPE, KEY, eps=0.0), ValueError, "eps must be"),
+    (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, solver="rk45"), ValueError, "solver"),
+    (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, solver="euler"), ValueError,
+     "solver 'euler' has no error estimate"),
+    (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, rtol=0.0), ValueError, "rtol"),
+    (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, atol=-1.0), ValueError, "atol"),
+    (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, z=jnp.ones((3, 2))), ValueError, "z must have shape"),
+    (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, z=jnp.ones(SHAPE, jnp.int32)), TypeError,
+     "z must have a floating dtype"),
+    (lambda: log_likelihood(SDE, SCORE, X, KEY, divergence="hutch"), ValueError, "divergence"),
+    (lambda: log_likelihood(SDE, SCORE, jnp.ones(4), KEY), ValueError, "x must have shape"),
+    (lambda: log_likelihood(SDE, SCORE, [[1.0]], KEY), TypeError, "x must be an array"),
+    (lambda: log_likelihood(SDE, SCORE, X, KEY, eps=0.0), ValueError, "eps must be"),
+    (lambda: log_likelihood(VESDE(), SCORE, X, KEY, solver="midpoint"), ValueError,
+     "no error estimate"),
+    (lambda: bits_per_dim(SDE, SCORE, jnp.ones((2, 3)), KEY), TypeError, "images must be"),
+    (lambda: bits_per_dim(SDE, SCORE, jnp.ones((2, 3), jnp.uint8), KEY, data_range=(1, -1)),
+     ValueError, "data_range"),
+    (lambda: bits_per_dim(SDE, SCORE, jnp.ones((2, 3), jnp.uint8), KEY, num_bits=0), ValueError,
+     "num_bits"),
+]
+
+
+@pytest.mark.parametrize("call, error, text", CASES, ids=[c[2] for c in CASES])
+def test_bad_argument(call, error, text):
+    with pytest.raises(error) as info:
+        call()
+    assert text in str(info.value)
