@@ -1,0 +1,16 @@
+"""Digits under the VE SDE with a small NCSN++ (Fourier features, FIR, output skips)."""
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.sde.name = "vesde"
+    config.sde.sigma_max = 25.0  # about the largest distance between 8x8 digits in [-1, 1]
+    config.model.parameterization = "scaled_score"
+    config.model.time_input = "log_std"
+    config.model.embedding_type = "fourier"
+    config.model.fir = True
+    config.model.progressive = "output_skip"
+    config.model.progressive_input = "input_skip"
+    config.sampling.snr = 0.16
+    return config

@@ -1,0 +1,77 @@
+"""Image data sets as uint8 arrays (n, H, W, C) with integer labels (or None)."""
+import pathlib
+
+import numpy as np
+
+DIGITS_FILE = pathlib.Path(__file__).with_name("digits.npz")
+
+
+def digits():
+    """The 1,797 8x8 handwritten digits of the UCI optical-digits set (as in scikit-learn's
+    `load_digits`, CC BY 4.0), shipped in the repo. Values 0..16 are mapped to 0..255."""
+    with np.load(DIGITS_FILE) as f:
+        images, labels = f["images"], f["labels"]
+    images = np.round(images.astype(np.float32) * (255 / 16)).astype(np.uint8)
+    return images[..., None], labels.astype(np.int32)
+
+
+def npz(path: str):
+    """A user's .npz with `images` (n, H, W[, C]) uint8 and optionally `labels` (n,)."""
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"data.path={path!r}: no such file")
+    try:
+        with np.load(p) as f:
+            if "images" not in f:
+                raise ValueError(f"data.path={path!r} must hold an array named 'images', found "
+                                 f"{sorted(f.files)}")
+            images = f["images"]
+            labels = f["labels"].astype(np.int32) if "labels" in f else None
+    except (OSError, EOFError) as e:  # truncated or not an npz at all
+        raise ValueError(f"data.path={path!r} is not a readable .npz file: {e}") from e
+    return _as_uint8_nhwc(images, f"data.path={path!r}"), labels
+
+
+def folder(path: str, image_size: int | None):
+    """Every PNG / JPEG under `path` (sorted), resized to image_size if given; needs Pillow."""
+    from PIL import Image
+
+    root = pathlib.Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.path={path!r}: no such folder")
+    files = sorted(q for q in root.rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise ValueError(f"data.path={path!r} holds no .png, .jpg or .jpeg files")
+    images = []
+    for f in files:
+        im = Image.open(f).convert("RGB")
+        if image_size:
+            im = im.resize((image_size, image_size), Image.BICUBIC)
+        images.append(np.asarray(im))
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"images under data.path={path!r} differ in size {sorted(shapes)}: set "
+                         f"data.image_size to resize them")
+    return np.stack(images), None
+
+
+def cifar10(split: str):
+    """CIFAR-10 through tensorflow-datasets (optional; not installed by default)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ImportError("data.name='cifar10' needs tensorflow-datasets and its downloaded "
+                          "CIFAR-10: pip install tensorflow-datasets tensorflow-cpu") from e
+    ds = tfds.as_numpy(tfds.load("cifar10", split=split, batch_size=-1))
+    return ds["image"].astype(np.uint8), ds["label"].astype(np.int32)
+
+
+def _as_uint8_nhwc(images: np.ndarray, where: str) -> np.ndarray:
+    if images.dtype != np.uint8:
+        raise ValueError(f"{where}: images must be uint8 in [0, 255], got dtype {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"{where}: images must have shape (n, H, W) or (n, H, W, 1|3), got "
+                         f"{images.shape}")
+    return images

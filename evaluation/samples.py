@@ -1,0 +1,51 @@
+"""Writing samples: an .npz of the raw arrays and a PNG (image grid or 2-D scatter)."""
+import math
+import pathlib
+
+import numpy as np
+
+
+def image_grid(images: np.ndarray, *, pad: int = 1) -> np.ndarray:
+    """uint8 (n, H, W, C) -> one uint8 (rows (H + pad), cols (W + pad), C) grid, near square."""
+    n, h, w, c = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h,
+             pad + q * (w + pad):pad + q * (w + pad) + w] = im
+    return grid
+
+
+def scatter_image(points: np.ndarray, *, size: int = 256, extent: float = 4.0) -> np.ndarray:
+    """2-D points on [-extent, extent]^2 rendered as a dark-on-white density image."""
+    hist, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=size,
+                                range=[[-extent, extent], [-extent, extent]])
+    shade = 1 - np.minimum(hist / max(np.percentile(hist[hist > 0], 95), 1), 1) \
+        if (hist > 0).any() else np.ones_like(hist)
+    return np.round(255 * shade[::-1]).astype(np.uint8)[..., None]
+
+
+def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True) -> dict:
+    """Writes `stem`.npz (model-space floats, and uint8 images) and `stem`.png."""
+    from PIL import Image
+
+    from data import to_uint8
+
+    stem = pathlib.Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(x)
+    if is_image:
+        images = to_uint8(x, centered=centered)
+        np.savez_compressed(stem.with_suffix(".npz"), samples=x, images=images)
+        picture = image_grid(images)
+        # Small images (8x8 digits) are enlarged so the PNG is readable.
+        scale = max(1, 256 // picture.shape[0])
+        picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+    else:
+        np.savez_compressed(stem.with_suffix(".npz"), samples=x)
+        picture = scatter_image(x)
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(
+        stem.with_suffix(".png"))
+    return {}
