@@ -172,7 +172,7 @@ def train_step(state: TrainState, batch, *, config, model, sde, tx, loss_fn, is_
     labels = batch["labels"] if config.model.conditional_classes else None
     score_fn = score_fn_for(config, model, sde, train=True, dropout_key=k_drop, labels=labels)
     loss, grads = jax.value_and_grad(lambda p: loss_fn(score_fn, p, x0, k_loss))(state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -223,8 +223,9 @@ def generate(config, sde, score_fn, key, num: int, shape):
     if s.method == "sde":
         return sde_sample(sde, score_fn, full, key, solver=s.solver or "euler_maruyama",
                           num_steps=steps or 1000, eps=s.eps)
-    return ode_sample(sde, score_fn, full, key, solver=s.solver or "tsit5", num_steps=steps,
-                      eps=s.eps, denoise=True)
+    return ode_sample(sde, score_fn, full, key, solver=s.solver or "tsit5",
+                      num_steps=s.ode_num_steps or None, rtol=s.rtol, atol=s.atol, eps=s.eps,
+                      denoise=True)
 
 
 def sample_labels(config, num):
@@ -379,10 +380,10 @@ def train(config, workdir: pathlib.Path):
     step_fn = jax.jit(functools.partial(train_step, config=config, model=model, sde=sde, tx=tx,
                                         loss_fn=loss_fn, is_image=dataset.is_image),
                       donate_argnums=0)
-    run_loop(config, state, step_fn, manager, log, mesh, dataset, workdir, start,
-             functools.partial(evaluate, config, model=model, sde=sde, loss_fn=loss_fn,
-                               dataset=dataset, workdir=workdir))
-    return workdir
+    state = run_loop(config, state, step_fn, manager, log, mesh, dataset, workdir, start,
+                     functools.partial(evaluate, config, model=model, sde=sde, loss_fn=loss_fn,
+                                       dataset=dataset, workdir=workdir))
+    return state
 
 
 def run_loop(config, state, step_fn, manager, log, mesh, dataset, workdir, start, eval_fn):

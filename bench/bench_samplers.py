@@ -9,7 +9,7 @@ amortised inside a compiled loop of 256 evaluations (the network's pure cost; th
 denominator). Target: ratio <= 1.2 against the stricter one.
 
 Accuracy: the exact score of a two-component Gaussian mixture under VPSDE; sliced W2 between
-10,000 samples and 10,000 exact draws, at NFE near 10, 20, 50, 100 and 1000, beside the noise
+50,000 samples and 50,000 exact draws, at NFE near 10, 20, 50, 100 and 1000, beside the noise
 floor (sliced W2 between two exact sample sets of that size).
 
     python bench/bench_samplers.py            # writes bench/results/samplers.json
@@ -148,7 +148,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--accuracy-samples", type=int, default=10000)
+    parser.add_argument("--accuracy-samples", type=int, default=50000)
     parser.add_argument("--out", default="bench/results/samplers.json")
     args = parser.parse_args()
     sde = VPSDE()

@@ -26,6 +26,7 @@ def get_config():
     config.optim.warmup = 5000
     config.optim.grad_clip = 1.0
     config.sampling.num_samples = 64
+    config.sampling.num_steps = 0  # the paper's N = 1000
     config.eval.num_likelihood = 0
     config.eval.num_fid = 0
     return config

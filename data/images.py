@@ -27,7 +27,9 @@ def npz(path: str):
                                  f"{sorted(f.files)}")
             images = f["images"]
             labels = f["labels"].astype(np.int32) if "labels" in f else None
-    except (OSError, EOFError) as e:  # truncated or not an npz at all
+    except (OSError, EOFError, ValueError) as e:  # truncated, pickled or not an npz at all
+        if "must hold an array named" in str(e):
+            raise
         raise ValueError(f"data.path={path!r} is not a readable .npz file: {e}") from e
     return _as_uint8_nhwc(images, f"data.path={path!r}"), labels
 
