@@ -317,6 +317,32 @@ def checkpoint_manager(workdir: pathlib.Path, max_to_keep: int):
     return ocp.CheckpointManager(workdir / "checkpoints", options=options)
 
 
+def restore_latest_valid(manager, target, workdir):
+    """(state, step) from the newest checkpoint that restores and is finite, or (None, 0) when
+    there is none. Unreadable ones (truncated files, a missing item, another model's shapes)
+    are skipped with a warning; if every checkpoint is unreadable the run stops rather than
+    start again from scratch over them."""
+    failures = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            state = manager.restore(step, args=ocp.args.StandardRestore(target))
+            if int(state.step) != step or not all(
+                    bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(
+                        (state.params, state.ema_params))):
+                raise ValueError(f"holds step {int(state.step)} or non-finite parameters")
+        except Exception as e:  # orbax raises many types for damaged files
+            failures.append(f"step {step}: {type(e).__name__}: {str(e)[:200]}")
+            print(f"warning: checkpoint {step} in {workdir} cannot be restored "
+                  f"({failures[-1]}); trying an older one", file=sys.stderr)
+            continue
+        print(f"resumed from step {step} in {workdir}")
+        return state, step
+    if failures:
+        raise RuntimeError(f"no checkpoint in {workdir / 'checkpoints'} can be restored, and "
+                           f"training will not start over them:\n" + "\n".join(failures))
+    return None, 0
+
+
 class MetricsLog:
     """metrics.jsonl (one line per logged step, never twice) and TensorBoard event files."""
 
@@ -367,15 +393,11 @@ def train(config, workdir: pathlib.Path):
 
     replicated = NamedSharding(mesh, P())
     manager = checkpoint_manager(workdir, config.training.max_to_keep)
-    start = manager.latest_step()
-    if start is None:
+    target = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
+    state, start = restore_latest_valid(manager, target, workdir)
+    if state is None:
         state = jax.device_put(init_state(config, model, tx, dataset, key), replicated)
-        start = 0
-    else:
-        target = jax.tree_util.tree_map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
-        state = manager.restore(start, args=ocp.args.StandardRestore(target))
-        print(f"resumed from step {start} in {workdir}")
     log = MetricsLog(workdir, start)
     step_fn = jax.jit(functools.partial(train_step, config=config, model=model, sde=sde, tx=tx,
                                         loss_fn=loss_fn, is_image=dataset.is_image),
