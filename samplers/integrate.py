@@ -47,14 +47,16 @@ MAX_STEPS = 4096
 
 
 def solve(terms, solver: Solver, y0, t0: float, t1: float, *, num_steps=None, rtol=None,
-          atol=None, adjoint=None, args=None):
+          atol=None, adjoint=None, args=None, norm=None):
     """Integrates `terms` from t0 to t1 (either direction); returns (y(t1), nfe).
 
     Fixed grid of `num_steps` equal steps when given (diffrax `StepTo`), otherwise adaptive
-    PI step-size control with tolerances rtol, atol.
+    PI step-size control with tolerances rtol, atol and the error `norm` (diffrax's RMS norm
+    by default).
     """
     if num_steps is None:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4)
+        extra = {} if norm is None else {"norm": norm}
+        controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4, **extra)
         dt0, max_steps = (t1 - t0) * _INITIAL_STEP_FRACTION, MAX_STEPS
     else:
         controller = diffrax.StepTo(ts=jnp.linspace(t0, t1, num_steps + 1))
@@ -66,9 +68,3 @@ def solve(terms, solver: Solver, y0, t0: float, t1: float, *, num_steps=None, rt
     y1 = jax.tree_util.tree_map(lambda a: a[0], sol.ys)
     nfe = solver.evals_per_step * sol.stats["num_steps"] + solver.initial_evals
     return y1, nfe.astype(jnp.int32)
-
-
-def per_sample(fn):
-    """Turns batched `fn(x, t)` (x: (batch, *data), t: (batch,)) into `fn(x, t)` on one sample
-    (x: data, t: scalar). Under `jax.vmap` the network still sees the whole batch at once."""
-    return lambda x, t: fn(x[None], jnp.reshape(t, (1,)).astype(x.dtype))[0]

@@ -12,51 +12,60 @@ import jax.numpy as jnp
 import numpy as np
 
 from samplers.common import check_sampler_args
-from samplers.integrate import per_sample
-from samplers.ode import check_ode_solver, integrate_per_sample
+from samplers.ode import check_ode_solver, integrate
 from sde import checks
 from sde.base import SDE, Batch, ScoreFn, Times
 
 DIVERGENCES = ("exact", "rademacher", "gaussian")
 
 
-def _divergence_fn(drift, divergence: str):
-    """div drift at one sample x, exactly (trace of the Jacobian from D Jacobian-vector products)
-    or by Hutchinson's estimator v^T (d drift / dx) v with E[v v^T] = I (Skilling 1989)."""
-    def div(x, t, v):
-        fx, jvp = jax.linearize(lambda y: drift(y, t), x)
-        if divergence == "exact":
-            basis = jnp.eye(x.size, dtype=x.dtype).reshape((x.size,) + x.shape)
-            return fx, jnp.sum(jax.vmap(jvp)(basis) * basis)
-        return fx, jnp.sum(jvp(v) * v)
-    return div
+def drift_and_divergence(drift, x: Batch, t: Times, v: Batch, method: str) -> tuple[Batch, Times]:
+    """(drift(x, t), per-sample div drift), exactly or by Hutchinson's estimator.
+
+    Samples do not interact, so the Jacobian is block-diagonal over the batch and one
+    Jacobian-vector product with tangent v gives every sample's J v at once. "exact" sums
+    e_d^T J e_d over the D basis vectors (D products); Hutchinson uses v^T J v with
+    E[v v^T] = I (Skilling 1989, Hutchinson 1990).
+    """
+    fx, jvp = jax.linearize(lambda y: drift(y, t), x)
+    axes = tuple(range(1, x.ndim))
+    if method == "exact":
+        d = math.prod(x.shape[1:])
+        basis = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype).reshape((d, 1) + x.shape[1:]),
+                                 (d,) + x.shape)
+        return fx, jnp.sum(jnp.sum(jax.vmap(jvp)(basis) * basis, axis=0), axis=axes)
+    return fx, jnp.sum(jvp(v) * v, axis=axes)
 
 
 def log_likelihood(sde: SDE, score_fn: ScoreFn, x: Batch, key, *, divergence="rademacher",
-                   rtol=1e-5, atol=1e-5, eps=1e-5, solver="tsit5") -> tuple[Times, Batch, jax.Array]:
+                   rtol=1e-5, atol=1e-5, eps=1e-5, solver="tsit5",
+                   step_control="batch") -> tuple[Times, Batch, jax.Array]:
     """log p_eps(x) in nats per sample; returns (logp (batch,), z = x_T, nfe).
 
     `divergence`: "exact", or Hutchinson with "rademacher" or "gaussian" probes drawn from `key`
     (one probe per sample, held fixed along the trajectory, which makes the estimate of log p
-    unbiased). nfe counts evaluations of the ODE's vector field (each one evaluation of score_fn,
-    linearised for the divergence), the maximum over the batch.
+    unbiased). `step_control` as in `ode_sample`. nfe counts evaluations of the ODE's vector
+    field (each one evaluation of score_fn, linearised for the divergence).
     """
     checks.check_choice("divergence", divergence, DIVERGENCES)
-    check_ode_solver(solver, None, rtol, atol)
+    check_ode_solver(solver, None, rtol, atol, step_control)
     checks.check_batch("x", x)
     check_sampler_args(sde, score_fn, tuple(x.shape), key, eps=eps, denoise=False)
     if divergence == "gaussian":
         v = jax.random.normal(key, x.shape, x.dtype)
     else:
         v = jax.random.rademacher(key, x.shape, x.dtype)
-    drift = per_sample(lambda x, t: sde.reverse(score_fn, probability_flow=True).sde(x, t)[0])
-    div = _divergence_fn(drift, divergence)
+    reverse = sde.reverse(score_fn, probability_flow=True)
+    drift = lambda x, t: reverse.sde(x, t)[0]
 
     def vf(t, state, v):
-        return div(state[0], t, v)
+        x = state[0]
+        t = jnp.full((x.shape[0],), t, x.dtype)
+        return drift_and_divergence(drift, x, t, v, divergence)
 
-    (z, delta), nfe = integrate_per_sample(vf, (x, jnp.zeros(x.shape[:1], x.dtype)), eps, sde.T,
-                                           solver=solver, rtol=rtol, atol=atol, args=v)
+    (z, delta), nfe = integrate(vf, (x, jnp.zeros(x.shape[:1], x.dtype)), eps, sde.T,
+                                solver=solver, rtol=rtol, atol=atol, step_control=step_control,
+                                args=v)
     return sde.prior_logp(z) + delta, z, nfe
 
 

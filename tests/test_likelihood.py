@@ -23,6 +23,17 @@ def test_exact_divergence_matches_mixture_log_density(sde, mixture):
     np.testing.assert_allclose(logp, exact, atol=0.08)
 
 
+def test_batch_step_control_meets_the_tolerance_for_every_sample(mixture):
+    """Shared steps with the worst-sample norm: each sample agrees with its own solve."""
+    sde = VPSDE()
+    x = mixture.sample(jax.random.key(0), 32)
+    score = mixture.score_fn(sde)
+    shared, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact")
+    own, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
+                               step_control="per_sample")
+    np.testing.assert_allclose(shared, own, atol=2e-4)
+
+
 @pytest.mark.parametrize("divergence", ["rademacher", "gaussian"])
 def test_hutchinson_is_unbiased(mixture, divergence):
     """The average of Hutchinson estimates over probes equals the exact-trace result."""
@@ -54,8 +65,10 @@ def test_per_sample_result_does_not_depend_on_batch(mixture):
     sde = VPSDE()
     x = mixture.sample(jax.random.key(0), 8)
     score = mixture.score_fn(sde)
-    batch, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact")
-    alone, _, _ = log_likelihood(sde, score, x[3:4], jax.random.key(1), divergence="exact")
+    batch, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
+                                 step_control="per_sample")
+    alone, _, _ = log_likelihood(sde, score, x[3:4], jax.random.key(1), divergence="exact",
+                                 step_control="per_sample")
     np.testing.assert_allclose(alone[0], batch[3], rtol=2e-5)  # float32 reduction order only
 
 

@@ -21,6 +21,8 @@ SAMPLERS = {
     "sde_euler_maruyama": lambda s, f, shape, k: sde_sample(s, f, shape, k),
     "sde_shark": lambda s, f, shape, k: sde_sample(s, f, shape, k, solver="shark", num_steps=200),
     "ode_tsit5_adaptive": lambda s, f, shape, k: ode_sample(s, f, shape, k),
+    "ode_tsit5_per_sample": lambda s, f, shape, k: ode_sample(s, f, shape, k,
+                                                              step_control="per_sample"),
     "ode_heun_fixed": lambda s, f, shape, k: ode_sample(s, f, shape, k, solver="heun",
                                                         num_steps=100),
 }
@@ -186,6 +188,11 @@ def test_ode_nfe_is_counted(mixture, solver):
         calls.clear()
         _, nfe = ode_sample(sde, score, (batch, 2), jax.random.key(0), solver=solver, rtol=1e-3,
                             atol=1e-3)
+        jax.effects_barrier()
+        assert int(nfe) == len(calls) and int(nfe) > 5
+        calls.clear()
+        _, nfe = ode_sample(sde, score, (batch, 2), jax.random.key(0), solver=solver, rtol=1e-3,
+                            atol=1e-3, step_control="per_sample")
         jax.effects_barrier()
         assert int(nfe) * batch == len(calls) and int(nfe) > 5
 

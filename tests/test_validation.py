@@ -47,6 +47,8 @@ CASES = [
     (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, z=jnp.ones(SHAPE, jnp.int32)), TypeError,
      "z must have a floating dtype"),
     (lambda: log_likelihood(SDE, SCORE, X, KEY, divergence="hutch"), ValueError, "divergence"),
+    (lambda: ode_sample(SDE, SCORE, SHAPE, KEY, step_control="lane"), ValueError,
+     "step_control"),
     (lambda: log_likelihood(SDE, SCORE, jnp.ones(4), KEY), ValueError, "x must have shape"),
     (lambda: log_likelihood(SDE, SCORE, [[1.0]], KEY), TypeError, "x must be an array"),
     (lambda: log_likelihood(SDE, SCORE, X, KEY, eps=0.0), ValueError, "eps must be"),
