@@ -35,13 +35,15 @@ import evaluation
 from models.mlp import MLP
 from models.score import bind, make_score_fn
 from models.unet import NCSNpp
-from samplers import bits_per_dim, log_likelihood, ode_sample, pc_sample, sde_sample
+from samplers import (CORRECTORS, ODE_SOLVERS, PREDICTORS, SDE_SOLVERS, bits_per_dim,
+                      log_likelihood, ode_sample, pc_sample, sde_sample)
 from sde import VESDE, VPSDE, discrete_dsm_loss, dsm_loss, subVPSDE
 
 ROOT = pathlib.Path(__file__).resolve().parent
 SDES = {"vpsde": (VPSDE, ("beta_min", "beta_max", "N")),
         "subvpsde": (subVPSDE, ("beta_min", "beta_max", "N")),
         "vesde": (VESDE, ("sigma_min", "sigma_max", "N"))}
+SAMPLERS = ("pc", "sde", "ode")
 UNET_FIELDS = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout",
                "resblock_type", "embedding_type", "fourier_scale", "fir", "skip_rescale",
                "progressive", "progressive_input", "init_scale")
@@ -145,9 +147,12 @@ def check_config(config, num_devices: int):
         raise ConfigError(f"training.nonfinite must be 'error' or 'skip', got {t.nonfinite!r}")
     if not 0 <= config.model.ema_rate < 1:
         raise ConfigError(f"model.ema_rate must be in [0, 1), got {config.model.ema_rate!r}")
-    if config.sampling.method not in SAMPLERS:
-        raise ConfigError(f"sampling.method must be one of {list(SAMPLERS)}, got "
-                          f"{config.sampling.method!r}")
+    s = config.sampling
+    choices = {"method": SAMPLERS, "predictor": PREDICTORS, "corrector": CORRECTORS,
+               "solver": ["", *(SDE_SOLVERS if s.method == "sde" else ODE_SOLVERS)]}
+    for name, allowed in choices.items():
+        if s[name] not in allowed:
+            raise ConfigError(f"sampling.{name} must be one of {list(allowed)}, got {s[name]!r}")
 
 
 # ---- state, train step, sharding ----
@@ -207,8 +212,6 @@ def shard_batch(batch, mesh):
 
 
 # ---- sampling and evaluation ----
-
-SAMPLERS = ("pc", "sde", "ode")
 
 
 def generate(config, sde, score_fn, key, num: int, shape):

@@ -161,6 +161,7 @@ def _bad(field, value):
     (_bad("model.ch_mult", (1, 2, 2, 2, 2)), "not divisible"),
     (_bad("model.embedding_type", "learned"), "embedding_type"),
     (_bad("sampling.method", "ddim"), "sampling.method must be"),
+    (_bad("sampling.corrector", "hmc"), "sampling.corrector must be"),
     (_bad("data.name", "imagenet"), "data.name must be one of"),
     (_bad("model.ema_rate", 1.0), "model.ema_rate"),
     (_bad("training.nonfinite", "ignore"), "training.nonfinite"),
