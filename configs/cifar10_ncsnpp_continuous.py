@@ -13,8 +13,8 @@ def get_config():
     config.model.embedding_type = "fourier"
     config.model.fourier_scale = 16.0
     config.model.fir = True
-    config.model.progressive = "output_skip"
-    config.model.progressive_input = "input_skip"
+    config.model.progressive = "none"
+    config.model.progressive_input = "residual"  # as models.unet.ncsnpp_config()
     config.model.init_scale = 0.0
     config.sampling.predictor = "reverse_diffusion"
     config.sampling.corrector = "langevin"
