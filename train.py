@@ -378,6 +378,7 @@ class MetricsLog:
 # ---- the loop ----
 
 def train(config, workdir: pathlib.Path):
+    workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
     mesh = make_mesh()
     check_config(config, mesh.size)
     sde = build_sde(config)
@@ -502,6 +503,7 @@ def restore_for_sampling(workdir: pathlib.Path):
 
 
 def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str):
+    workdir = pathlib.Path(workdir).resolve()
     config, model, sde, dataset, params, step = restore_for_sampling(workdir)
     if method:
         config.sampling.method = method
@@ -509,7 +511,8 @@ def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str)
     score = bind(score_fn_for(config, model, sde, labels=sample_labels(config, num)), params)
     x, nfe = jax.jit(lambda k: generate(config, sde, score, k, num, dataset.data_shape))(
         jax.random.key(seed))
-    target = pathlib.Path(out) if out else workdir / "samples" / f"sample_step_{step}_{method}"
+    name = f"sample_step_{step}_{config.sampling.method}"
+    target = pathlib.Path(out) if out else workdir / "samples" / name
     evaluation.save_samples(x, target, is_image=dataset.is_image, centered=config.data.centered)
     print(f"{num} samples from step {step} with {config.sampling.method} (NFE {int(nfe)}): "
           f"{target}.npz, {target}.png")

@@ -216,16 +216,18 @@ def test_nonfinite_update_is_not_applied_and_named():
 
 
 def test_cli_trains_samples_and_rejects_unknown_keys(tmp_path):
-    run = lambda *args: subprocess.run([sys.executable, "train.py", *args], cwd=ROOT,
-                                       capture_output=True, text=True, timeout=600)
-    bad = run(f"--workdir={tmp_path}", "--config.training.n_stepz=3")
+    """From another directory, with a relative --workdir (orbax itself needs absolute paths)."""
+    run = lambda *args: subprocess.run([sys.executable, str(ROOT / "train.py"), *args],
+                                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    bad = run("--workdir=run", "--config.training.n_stepz=3")
     assert bad.returncode != 0 and "n_stepz" in bad.stderr
-    ok = run("--config=configs/toy_ve.py", f"--workdir={tmp_path}", "--config.training.n_steps=4",
-             "--config.training.eval_every=4", "--config.sampling.num_samples=32",
+    ok = run(f"--config={ROOT / 'configs/toy_ve.py'}", "--workdir=run",
+             "--config.training.n_steps=4", "--config.training.eval_every=4",
+             "--config.training.checkpoint_every=2", "--config.sampling.num_samples=32",
              "--config.eval.num_likelihood=4", "--config.sampling.num_steps=50")
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert (tmp_path / "samples" / "step_0000004.png").exists()
-    out = run("sample", f"--workdir={tmp_path}", "--sampler=ode", "--num=16",
-              f"--out={tmp_path / 'ode'}")
+    assert (tmp_path / "run/samples/step_0000004.png").exists()
+    assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["2", "4"]
+    out = run("sample", "--workdir=run", "--sampler=ode", "--num=16", "--out=ode")
     assert out.returncode == 0, out.stderr[-2000:]
     assert np.load(tmp_path / "ode.npz")["samples"].shape == (16, 2)
