@@ -23,6 +23,7 @@ from jaxtyping import Array, Float, Int
 
 from models import layers
 from models.layers import Images, conv, group_norm, skip_sum
+from sde.checks import describe
 
 RESBLOCK_TYPES = ("biggan", "ddpm")
 PROGRESSIVE = ("none", "output_skip", "residual")
@@ -277,14 +278,14 @@ def validate_inputs(model: NCSNpp, x, time_input, labels):
     if not hasattr(x, "shape") or not hasattr(x, "dtype") or not jnp.issubdtype(
             x.dtype, jnp.floating):
         raise TypeError(f"NCSNpp: x must be a floating array of shape (batch, height, width, "
-                        f"channels), got {_describe(x)}")
+                        f"channels), got {describe(x)}")
     if x.ndim != 4:
         raise ValueError(f"NCSNpp: x must have shape (batch, height, width, channels) (NHWC), "
                          f"got shape {tuple(x.shape)}")
     batch, height, width, _ = x.shape
     if not hasattr(time_input, "shape") or tuple(time_input.shape) != (batch,):
         raise ValueError(f"NCSNpp: time_input must have shape (batch,) = ({batch},), "
-                         f"got {_describe(time_input)}")
+                         f"got {describe(time_input)}")
     _check_image_size(model, height, width)
     _check_attn_resolutions(model, height)
     _check_labels(model, labels, batch)
@@ -322,16 +323,10 @@ def _check_labels(model: NCSNpp, labels, batch: int):
                          f"labels of shape (batch,) = ({batch},), got labels=None")
     if not hasattr(labels, "dtype") or not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"NCSNpp: labels must be an integer array of shape ({batch},), "
-                        f"got {_describe(labels)}")
+                        f"got {describe(labels)}")
     if tuple(labels.shape) != (batch,):
         raise ValueError(f"NCSNpp: labels must have shape (batch,) = ({batch},), "
                          f"got shape {tuple(labels.shape)}")
-
-
-def _describe(value) -> str:
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return repr(value)
 
 
 # ---- the paper's CIFAR-10 networks ----
