@@ -77,6 +77,12 @@ def build_sde(config):
         raise ConfigError(f"sde: {e}") from e
 
 
+def load_data(config) -> data.Dataset:
+    d = config.data
+    return data.load(d.name, path=d.path, image_size=d.image_size, seed=config.seed,
+                     num_train=d.num_train, num_test=d.num_test)
+
+
 def build_model(config, dataset: data.Dataset):
     m = config.model
     num_classes = m.conditional_classes or None
@@ -384,9 +390,7 @@ def train(config, workdir: pathlib.Path):
     sde = build_sde(config)
     tx = build_optimizer(config)
     loss_fn = build_loss(config, sde)
-    dataset = data.load(config.data.name, path=config.data.path,
-                        image_size=config.data.image_size, seed=config.seed,
-                        num_train=config.data.num_train, num_test=config.data.num_test)
+    dataset = load_data(config)
     model = build_model(config, dataset)
     key = jax.random.key(config.seed)
     try:
@@ -489,16 +493,13 @@ def restore_for_sampling(workdir: pathlib.Path):
         raise FileNotFoundError(f"--workdir={workdir} holds no config.json: train there first")
     config = ml_collections.ConfigDict(json.loads(path.read_text()))
     sde, tx = build_sde(config), build_optimizer(config)
-    dataset = data.load(config.data.name, path=config.data.path,
-                        image_size=config.data.image_size, seed=config.seed,
-                        num_train=config.data.num_train, num_test=config.data.num_test)
+    dataset = load_data(config)
     model = build_model(config, dataset)
     manager = checkpoint_manager(workdir, config.training.max_to_keep)
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint")
     abstract = jax.eval_shape(lambda: init_state(config, model, tx, dataset, jax.random.key(0)))
-    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    state, step = restore_latest_valid(manager, abstract, workdir)
+    if state is None:
+        raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint")
     return config, model, sde, dataset, state.ema_params, step
 
 

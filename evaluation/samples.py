@@ -27,7 +27,7 @@ def scatter_image(points: np.ndarray, *, size: int = 256, extent: float = 4.0) -
     return np.round(255 * shade[::-1]).astype(np.uint8)[..., None]
 
 
-def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True) -> dict:
+def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True) -> None:
     """Writes `stem`.npz (model-space floats, and uint8 images) and `stem`.png."""
     from PIL import Image
 
@@ -48,4 +48,3 @@ def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True
         picture = scatter_image(x)
     Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(
         stem.with_suffix(".png"))
-    return {}

@@ -1,5 +1,4 @@
 """Metrics for 2-D toy data: sliced W2 to held-out points, and the analytic mixture's exact NLL."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 

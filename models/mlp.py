@@ -1,6 +1,5 @@
 """A residual MLP score network for low-dimensional data (toy sets, tests, benchmarks)."""
 import flax.linen as nn
-import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from models.layers import sinusoidal_embedding
