@@ -1,39 +1,38 @@
 """Sampler benchmark: speed against the network's own cost, and accuracy per NFE.
 
-Speed: a small MLP score network (trained for a few seconds on the mixture below, so the ODE
-solver sees realistic dynamics) on a batch of 2-D points. For each sampler: the NFE it reports,
-its compile time, its wall time (median of --repeats runs after compiling), and the overhead
-ratio = wall time / (NFE x time of one score evaluation on the same batch). The score evaluation
-is timed two ways: one jitted call (includes dispatch, as a user calling it would see) and
-amortised inside a compiled loop of 256 evaluations (the network's pure cost; the stricter
-denominator). Target: ratio <= 1.2 against the stricter one.
+Speed: a small MLP score network (trained for a few seconds on the analytic mixture of
+`scorelab.data.toy`, so the ODE solver sees realistic dynamics) on a batch of 2-D points. For
+each sampler: the NFE it reports, its compile time, its wall time (median of --repeats runs
+after compiling), and the overhead ratio = wall time / (NFE x time of one score evaluation
+on the same batch). The score evaluation is timed two ways: one jitted call (includes dispatch,
+as a user calling it would see) and amortised inside a compiled loop of 256 evaluations (the
+network's pure cost; the stricter denominator). Target: ratio <= 1.2 against the stricter one.
 
 Accuracy: the exact score of a two-component Gaussian mixture under VPSDE; sliced W2 between
 50,000 samples and 50,000 exact draws, at NFE near 10, 20, 50, 100 and 1000, beside the noise
 floor (sliced W2 between two exact sample sets of that size).
 
-    python bench/bench_samplers.py            # writes bench/results/samplers.json
+    python -m bench.bench_samplers            # from the repository root; writes
+                                              # bench/results/samplers.json
 """
 import argparse
 import json
 import pathlib
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from models.mlp import MLP
+from models.score import bind, make_score_fn
+from samplers import log_likelihood, ode_sample, pc_sample, sde_sample
+from scorelab.data.toy import analytic_mixture
+from scorelab.metrics import sliced_wasserstein
+from sde import VPSDE, dsm_loss
 
-from evaluation import sliced_wasserstein  # noqa: E402
-from models.mlp import MLP  # noqa: E402
-from models.score import bind, make_score_fn  # noqa: E402
-from samplers import log_likelihood, ode_sample, pc_sample, sde_sample  # noqa: E402
-from sde import VPSDE, GaussianMixture, dsm_loss  # noqa: E402
-
-MIXTURE = GaussianMixture.create([0.3, 0.7], [[-2.0, 0.0], [2.0, 1.0]], [0.3, 0.5])
+MIXTURE = analytic_mixture()
 
 
 def timed(fn, *args, repeats):

@@ -7,25 +7,24 @@ pass of the network alone on the same batch (the rest of the step is the framewo
 Peak memory: the accelerator's peak bytes in use where the backend reports it, else the
 process's peak resident set (CPU).
 
-    python bench/bench_train.py            # writes bench/results/train.json
+    python -m bench.bench_train            # from the repository root; writes
+                                           # bench/results/train.json
 """
 import argparse
 import json
 import pathlib
 import resource
 import statistics
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-import data  # noqa: E402
-import train  # noqa: E402
-from configs import cifar10_ddpmpp_continuous, default  # noqa: E402
+from configs import cifar10_ddpmpp_continuous, default
+from scorelab import data
+from scorelab.build import build_loss, build_model, build_optimizer, build_sde
+from scorelab.step import init_state, train_step
 
 
 def median_time(fn, *args, repeats):
@@ -46,12 +45,12 @@ def peak_memory_mb():
 
 
 def bench(name, config, dataset, repeats):
-    sde, tx = train.build_sde(config), train.build_optimizer(config)
-    model = train.build_model(config, dataset)
-    state = train.init_state(config, model, tx, dataset, jax.random.key(0))
-    batch = train.host_batch(dataset, 0, batch_size=config.training.batch_size, seed=0)
-    step = jax.jit(lambda s, b: train.train_step(
-        s, b, config=config, model=model, sde=sde, tx=tx, loss_fn=train.build_loss(config, sde),
+    sde, tx = build_sde(config), build_optimizer(config)
+    model = build_model(config, dataset)
+    state = init_state(config, model, tx, dataset, jax.random.key(0))
+    batch = data.host_batch(dataset, 0, batch_size=config.training.batch_size, seed=0)
+    step = jax.jit(lambda s, b: train_step(
+        s, b, config=config, model=model, sde=sde, tx=tx, loss_fn=build_loss(config, sde),
         is_image=dataset.is_image))
     start = time.perf_counter()
     jax.block_until_ready(step(state, batch))
@@ -84,7 +83,7 @@ def main():
     config = default.get_config()
     rows.append(bench("default (DDPM++ digits 8x8)", config, data.load("digits"), args.repeats))
     config = cifar10_ddpmpp_continuous.get_config()
-    config.model.update(nf=32, num_res_blocks=1)
+    config.model.ncsnpp.update(nf=32, num_res_blocks=1)
     config.training.batch_size = 16
     pixels = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     dataset = data.Dataset(pixels, pixels, None, None)

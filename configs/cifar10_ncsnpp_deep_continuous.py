@@ -4,5 +4,5 @@ from configs import cifar10_ncsnpp_continuous
 
 def get_config():
     config = cifar10_ncsnpp_continuous.get_config()
-    config.model.num_res_blocks = 8
+    config.model.ncsnpp.num_res_blocks = 8
     return config

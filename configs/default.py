@@ -5,6 +5,8 @@ the command line: `python train.py --config.training.n_steps=500`.
 """
 import ml_collections
 
+from models import unet
+
 
 def get_config():
     config = ml_collections.ConfigDict()
@@ -29,29 +31,18 @@ def get_config():
     sde.N = 1000  # steps of the discrete chain (DDPM / SMLD) and of the default PC sampler
 
     config.model = model = ml_collections.ConfigDict()
-    model.name = "ncsnpp"  # ncsnpp (DDPM++ / NCSN++ U-Net) | mlp (toy data)
+    model.name = "ncsnpp"  # ncsnpp (DDPM++ / NCSN++ U-Net) | mlp (toy data); its section below
     model.parameterization = "noise"  # noise (DDPM++) | scaled_score (NCSN++) | score
     model.time_input = "time"  # time (t * 999, positional embedding) | log_std (Fourier features)
     model.ema_rate = 0.999  # EMA of the parameters, used for evaluation and sampling
-    # U-Net (models/unet.py): a 180k-parameter DDPM++ for 8x8 images (80 ms a step on 2 CPU
-    # cores); the paper's CIFAR-10 sizes are in configs/cifar10_*.py.
-    model.nf = 16
-    model.ch_mult = (1, 2)
-    model.num_res_blocks = 1
-    model.attn_resolutions = ()
-    model.dropout = 0.1
-    model.resblock_type = "biggan"  # biggan (DDPM++ / NCSN++) | ddpm
-    model.embedding_type = "positional"  # positional (DDPM++) | fourier (NCSN++)
-    model.fourier_scale = 16.0
-    model.fir = False  # FIR up/down-sampling (NCSN++)
-    model.skip_rescale = True
-    model.progressive = "none"  # none | output_skip | residual
-    model.progressive_input = "none"  # none | input_skip | residual
-    model.init_scale = 0.0
     model.conditional_classes = 0  # > 0: class-conditional on that many labels
-    # MLP (models/mlp.py), used when model.name == "mlp".
-    model.hidden = 128
-    model.depth = 3
+    # The U-Net's attributes (models/unet.py; every one is listed, at the DDPM++ cont. values
+    # unless set here): a 180k-parameter DDPM++ for 8x8 images, about 80 ms a step on 2 CPU
+    # cores. The paper's CIFAR-10 networks are in configs/cifar10_*.py.
+    model.ncsnpp = ml_collections.ConfigDict(unet.ddpmpp_config(
+        nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
+    # The MLP's attributes (models/mlp.py), used when model.name == "mlp".
+    model.mlp = ml_collections.ConfigDict(dict(hidden=128, depth=3, embed_dim=64))
 
     config.training = training = ml_collections.ConfigDict()
     training.batch_size = 128  # global batch, split over all devices
@@ -74,21 +65,28 @@ def get_config():
     optim.beta1 = 0.9
     optim.eps = 1e-8
 
+    # Sampling at evaluation and by `train.py sample`: `method` names a sampler of
+    # scorelab.sampling.SAMPLERS and its section holds that function's keyword arguments.
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = "pc"  # pc | sde | ode
-    sampling.predictor = "reverse_diffusion"  # pc: euler_maruyama | reverse_diffusion | ancestral | none
-    sampling.corrector = "langevin"  # pc: langevin | ald | none
-    sampling.snr = 0.16
-    sampling.n_corrector_steps = 1
-    sampling.solver = ""  # sde / ode: a solver name; "" picks euler_maruyama / tsit5
-    sampling.num_steps = 500  # pc / sde steps; 0: sde.N for pc, 1000 for sde
-    sampling.ode_num_steps = 0  # ode: 0 is adaptive with rtol / atol, else fixed steps
-    sampling.rtol = 1e-5  # ode
-    sampling.atol = 1e-5  # ode
-    sampling.eps = 1e-3
-    sampling.num_samples = 64
+    sampling.eps = 1e-3  # the smallest time the samplers reach
+    sampling.num_samples = 64  # samples written as a grid and an npz at each evaluation
+    sampling.pc = ml_collections.ConfigDict(dict(  # samplers.pc_sample
+        predictor="reverse_diffusion",  # euler_maruyama | reverse_diffusion | ancestral | none
+        corrector="langevin",  # langevin | ald | none
+        snr=0.16, n_corrector_steps=1,
+        num_steps=500))  # None: sde.N
+    sampling.sde = ml_collections.ConfigDict(dict(  # samplers.sde_sample
+        solver="euler_maruyama",  # euler_maruyama | heun | sea | sra1 | shark
+        num_steps=500))
+    sampling.ode = ml_collections.ConfigDict(dict(  # samplers.ode_sample
+        solver="tsit5",  # euler | midpoint | heun | bosh3 | tsit5 | dopri5 | dopri8
+        num_steps=ml_collections.config_dict.placeholder(int),  # None: adaptive, with rtol / atol
+        rtol=1e-5, atol=1e-5, denoise=True))
 
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.num_likelihood = 32  # held-out examples for bits/dim (0: skip)
-    evaluation.num_fid = 256  # samples for the Frechet distance on the digit classifier (0: skip)
+    # Samples drawn for the data set's sample metrics (the Frechet distance on the digit
+    # classifier, sliced W2 for toy data); at least sampling.num_samples are drawn.
+    evaluation.num_metric_samples = 256
     return config

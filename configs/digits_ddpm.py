@@ -5,6 +5,6 @@ from configs import default
 def get_config():
     config = default.get_config()
     config.training.loss = "discrete"
-    config.sampling.predictor = "ancestral"
-    config.sampling.corrector = "none"
+    config.sampling.pc.predictor = "ancestral"
+    config.sampling.pc.corrector = "none"
     return config

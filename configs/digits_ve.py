@@ -8,9 +8,6 @@ def get_config():
     config.sde.sigma_max = 25.0  # about the largest distance between 8x8 digits in [-1, 1]
     config.model.parameterization = "scaled_score"
     config.model.time_input = "log_std"
-    config.model.embedding_type = "fourier"
-    config.model.fir = True
-    config.model.progressive = "output_skip"
-    config.model.progressive_input = "input_skip"
-    config.sampling.snr = 0.16
+    config.model.ncsnpp.update(embedding_type="fourier", fir=True, progressive="output_skip",
+                               progressive_input="input_skip")
     return config

@@ -13,6 +13,7 @@ caller maps t to `time_input` (t * 999 for "positional", log std(t) for "fourier
 output into a score (`models/score.py`; NCSN++ for the VE SDE divides by std: "scaled_score";
 DDPM++ for the VP SDE predicts the noise: "noise"). Data are expected centred, in [-1, 1].
 """
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -48,12 +49,13 @@ class NCSNpp(nn.Module):
     Call as `model.apply(variables, x, time_input, labels=None, train=False,
     rngs={"dropout": key})`; dropout is active only with `train=True`. `resamp_with_conv`
     applies to "ddpm" blocks (a separate Upsample / Downsample between levels); "biggan" blocks
-    resample inside the block. Presets: `ddpmpp_config()`, `ncsnpp_config()`.
+    resample inside the block. The defaults are DDPM++ cont. for CIFAR-10; presets (dicts of
+    these attributes): `ddpmpp_config()`, `ncsnpp_config()`.
     """
 
     nf: int = 128
     ch_mult: Sequence[int] = (1, 2, 2, 2)
-    num_res_blocks: int = 2
+    num_res_blocks: int = 4
     attn_resolutions: Sequence[int] = (16,)
     dropout: float = 0.1
     resamp_with_conv: bool = True
@@ -334,17 +336,17 @@ def _check_labels(model: NCSNpp, labels, batch: int):
 def ddpmpp_config(**overrides) -> dict:
     """DDPM++ cont. (VP / sub-VP SDE) for 32x32 CIFAR-10 (Table 3): `NCSNpp(**ddpmpp_config())`.
 
-    BigGAN blocks, 4 per resolution, no FIR, no progressive growing, positional embedding of
-    t * 999; the output predicts the noise. "DDPM++ cont. (deep)" is
-    `ddpmpp_config(num_res_blocks=8)`.
+    Every architecture attribute (all but `num_classes`, which the data decide) at the class
+    defaults, which are this network: BigGAN blocks, 4 per resolution, no FIR, no progressive
+    growing, positional embedding of t * 999; the output predicts the noise. "DDPM++ cont.
+    (deep)" is `ddpmpp_config(num_res_blocks=8)`. Unknown names raise `ValueError`.
     """
-    config = dict(
-        nf=128, ch_mult=(1, 2, 2, 2), num_res_blocks=4, attn_resolutions=(16,), dropout=0.1,
-        resamp_with_conv=True, fir=False, fir_kernel=(1, 3, 3, 1), skip_rescale=True,
-        resblock_type="biggan", progressive="none", progressive_input="none",
-        progressive_combine="sum", embedding_type="positional", fourier_scale=16.0,
-        init_scale=0.0, num_classes=None)
-    return _override(config, overrides)
+    config = {f.name: f.default for f in dataclasses.fields(NCSNpp)
+              if f.init and f.name not in ("parent", "name", "num_classes")}
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(f"unknown NCSNpp attribute(s) {unknown}; allowed: {sorted(config)}")
+    return {**config, **overrides}
 
 
 def ncsnpp_config(**overrides) -> dict:
@@ -356,12 +358,5 @@ def ncsnpp_config(**overrides) -> dict:
     paper's run used nf=16, ch_mult=(1, 2, 4, 8, 16, 32, 32, 32), num_res_blocks=1, dropout=0,
     progressive="output_skip" and progressive_input="input_skip".
     """
-    config = ddpmpp_config(fir=True, progressive_input="residual", embedding_type="fourier")
-    return _override(config, overrides)
-
-
-def _override(config: dict, overrides: dict) -> dict:
-    unknown = sorted(set(overrides) - set(config))
-    if unknown:
-        raise ValueError(f"unknown NCSNpp attribute(s) {unknown}; allowed: {sorted(config)}")
-    return {**config, **overrides}
+    return ddpmpp_config(**{**dict(fir=True, progressive_input="residual",
+                                   embedding_type="fourier"), **overrides})

@@ -1,4 +1,4 @@
-"""Samplers and likelihoods for any `sde.SDE` and any `score_fn(x, t)` (API.md)."""
+"""Samplers and likelihoods for any `sde.SDE` and any `score_fn(x, t)` (docs/api.md)."""
 from samplers.likelihood import bits_per_dim, log_likelihood
 from samplers.ode import ode_sample
 from samplers.pc import CORRECTORS, PREDICTORS, pc_sample

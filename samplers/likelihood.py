@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from samplers.common import check_sampler_args
-from samplers.ode import check_ode_solver, integrate
+from samplers.integrate import check_ode_solver, solve_ode
 from sde import checks
 from sde.base import SDE, Batch, ScoreFn, Times
 
@@ -63,7 +63,7 @@ def log_likelihood(sde: SDE, score_fn: ScoreFn, x: Batch, key, *, divergence="ra
         t = jnp.full((x.shape[0],), t, x.dtype)
         return drift_and_divergence(drift, x, t, v, divergence)
 
-    (z, delta), nfe = integrate(vf, (x, jnp.zeros(x.shape[:1], x.dtype)), eps, sde.T,
+    (z, delta), nfe = solve_ode(vf, (x, jnp.zeros(x.shape[:1], x.dtype)), eps, sde.T,
                                 solver=solver, rtol=rtol, atol=atol, step_control=step_control,
                                 args=v)
     return sde.prior_logp(z) + delta, z, nfe

@@ -3,7 +3,7 @@
 Every SDE of Song et al. (ICLR 2021) has a drift linear in x, so its perturbation kernel is Gaussian:
     p_0t(x_t | x_0) = N(m(t) x_0, std(t)^2 I),   m(t) = exp(int_0^t f(s) ds),
 with d m/dt = f m and d std^2/dt = 2 f std^2 + g^2 (the moment equations). A subclass states
-m(t), std(t), f(t), g(t)^2 and the prior's std in closed form; everything else (the API.md members,
+m(t), std(t), f(t), g(t)^2 and the prior's std in closed form; everything else (the public members,
 the reverse-time SDE, the probability-flow ODE and the discrete Markov chain behind DDPM / SMLD and
 ancestral sampling) is derived here, once.
 
@@ -76,7 +76,7 @@ class SDE(abc.ABC):
     def prior_std(self):
         """p_T is approximated by N(0, prior_std^2 I)."""
 
-    # ---- API.md members ----
+    # ---- the public members (docs/api.md) ----
 
     def sde(self, x: Batch, t: Times) -> tuple[Batch, Times]:
         """(f(t) x, g(t)) of the forward SDE dx = f(t) x dt + g(t) dw."""

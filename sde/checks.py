@@ -1,7 +1,7 @@
 """Argument checks shared by the public API.
 
 Each check raises at once with a message that names the argument, the value given and what is
-allowed (API.md). Traced or abstract values (inside `jax.jit`, or leaves of a pytree that JAX
+allowed (docs/api.md). Traced or abstract values (inside `jax.jit`, or leaves of a pytree that JAX
 rebuilds) are skipped: they were checked when the object was first built from concrete numbers.
 """
 import math

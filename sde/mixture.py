@@ -79,5 +79,5 @@ class GaussianMixture:
         return jnp.sum(coeff * (means - x[:, None]), axis=1)
 
     def score_fn(self, sde: SDE):
-        """The exact `score_fn(x, t)` of p_t under `sde` (API.md)."""
+        """The exact `score_fn(x, t)` of p_t under `sde` (docs/api.md)."""
         return lambda x, t: self.score(x, t, sde)

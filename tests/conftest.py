@@ -7,7 +7,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import pytest  # noqa: E402
 
-from sde import VESDE, VPSDE, GaussianMixture, subVPSDE  # noqa: E402
+from scorelab.data.toy import analytic_mixture  # noqa: E402
+from sde import VESDE, VPSDE, subVPSDE  # noqa: E402
 
 SDES = {"vp": lambda: VPSDE(), "subvp": lambda: subVPSDE(), "ve": lambda: VESDE(sigma_max=50.0)}
 
@@ -25,8 +26,9 @@ def x64():
 
 @pytest.fixture(scope="session")
 def mixture():
-    """Two separated, unequal 2-D components: weights, locations and spreads all differ."""
-    return GaussianMixture.create([0.3, 0.7], [[-2.0, 0.0], [2.0, 1.0]], [0.3, 0.5])
+    """The toy data set's analytic mixture: two separated, unequal 2-D components (weights,
+    locations and spreads all differ)."""
+    return analytic_mixture()
 
 
 def times(*values):

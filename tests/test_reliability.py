@@ -13,28 +13,32 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import data
-import train
 from samplers import log_likelihood, ode_sample, pc_sample, sde_sample
+from scorelab import data
+from scorelab.build import build_model, build_optimizer
+from scorelab.loop import train
+from scorelab.step import init_state
+from scorelab.workdir import checkpoint_manager, restore_latest_valid
 from sde import VESDE, VPSDE
 from tests.test_train import toy_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CLI_ARGS = ["--config=configs/toy_vp.py", "--config.model.hidden=32", "--config.data.num_train=512",
+CLI_ARGS = ["--config=configs/toy_vp.py", "--config.model.mlp.hidden=32",
+            "--config.data.num_train=512",
             "--config.training.batch_size=64", "--config.training.log_every=5",
             "--config.training.checkpoint_every=5", "--config.training.eval_every=1000000",
-            "--config.sampling.num_samples=16", "--config.sampling.num_steps=30",
+            "--config.sampling.num_samples=16", "--config.sampling.pc.num_steps=30",
             "--config.eval.num_likelihood=4"]
 
 
 def final_params(workdir: pathlib.Path, config):
     """The parameters of the newest checkpoint in `workdir`."""
     dataset = data.load("mixture", num_train=config.data.num_train)
-    model = train.build_model(config, dataset)
-    tx = train.build_optimizer(config)
-    abstract = jax.eval_shape(lambda: train.init_state(config, model, tx, dataset,
+    model = build_model(config, dataset)
+    tx = build_optimizer(config)
+    abstract = jax.eval_shape(lambda: init_state(config, model, tx, dataset,
                                                        jax.random.key(0)))
-    state, step = train.restore_latest_valid(train.checkpoint_manager(workdir, 2), abstract,
+    state, step = restore_latest_valid(checkpoint_manager(workdir, 2), abstract,
                                              workdir)
     return step, jax.tree_util.tree_leaves(jax.device_get(state.params))
 
@@ -42,7 +46,7 @@ def final_params(workdir: pathlib.Path, config):
 def cli_config(n_steps):
     config = toy_config(n_steps=n_steps, checkpoint_every=5)
     config.sampling.num_samples = 16
-    config.sampling.num_steps = 30
+    config.sampling.pc.num_steps = 30
     return config
 
 
@@ -70,7 +74,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     killed_step, killed = final_params(tmp_path, cli_config(n_steps))
-    reference = train.train(cli_config(n_steps), tmp_path / "reference")
+    reference = train(cli_config(n_steps), tmp_path / "reference")
     assert killed_step == n_steps
     for a, b in zip(killed, jax.tree_util.tree_leaves(jax.device_get(reference.params))):
         np.testing.assert_array_equal(a, b)
@@ -101,11 +105,11 @@ def _truncate_checkpoint(step_dir: pathlib.Path):
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
-    train.train(toy_config(n_steps=20, checkpoint_every=10), tmp_path)
+    train(toy_config(n_steps=20, checkpoint_every=10), tmp_path)
     _truncate_checkpoint(tmp_path / "checkpoints" / "20")
-    resumed = train.train(toy_config(n_steps=30, checkpoint_every=10), tmp_path)
+    resumed = train(toy_config(n_steps=30, checkpoint_every=10), tmp_path)
     assert "checkpoint 20" in capsys.readouterr().err
-    reference = train.train(toy_config(n_steps=30, checkpoint_every=10), tmp_path / "ref")
+    reference = train(toy_config(n_steps=30, checkpoint_every=10), tmp_path / "ref")
     for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(resumed.params)),
                     jax.tree_util.tree_leaves(jax.device_get(reference.params))):
         np.testing.assert_array_equal(a, b)
@@ -114,13 +118,13 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
 def test_unrestorable_checkpoints_stop_the_run_and_are_kept(tmp_path):
     """Checkpoints of another model shape (or all damaged): refuse, never start over them."""
     small = toy_config(n_steps=10)
-    train.train(small, tmp_path / "small")
+    train(small, tmp_path / "small")
     other = toy_config(n_steps=20)
-    other.model.hidden = 48
+    other.model.mlp.hidden = 48
     (tmp_path / "big").mkdir()
     os.rename(tmp_path / "small" / "checkpoints", tmp_path / "big" / "checkpoints")
     with pytest.raises(RuntimeError, match="no checkpoint .* can be restored"):
-        train.train(other, tmp_path / "big")
+        train(other, tmp_path / "big")
     assert (tmp_path / "big" / "checkpoints" / "10").is_dir()
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from evaluation import sliced_wasserstein
+from scorelab.metrics import sliced_wasserstein
 from samplers import ODE_SOLVERS, SDE_SOLVERS, ode_sample, pc_sample, sde_sample
 from samplers import pc as pc_steps
 from sde import VESDE, VPSDE, GaussianMixture, subVPSDE

@@ -1,4 +1,5 @@
-"""train.py: learning, resuming bit for bit, data parallelism, configs and early failures."""
+"""train.py and scorelab.loop: learning, resuming bit for bit, data parallelism, configs and early
+failures."""
 import importlib
 import json
 import pathlib
@@ -12,18 +13,24 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-import data
-import train
 from configs import default, toy_vp
 from models.score import bind
+from scorelab import data
+from scorelab.build import build_loss, build_model, build_optimizer, build_sde, score_fn_for
+from scorelab.data import toy
+from scorelab.loop import summarise, train
+from scorelab.step import init_state, make_mesh, shard_batch, train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def cheap_eval(config):
-    """The end-of-run evaluation on a few samples and likelihoods only."""
-    config.sampling.update(num_samples=16, num_steps=30)
-    config.eval.update(num_likelihood=4, num_fid=0)
+    """The end-of-run evaluation on a few samples and likelihoods only; the config is locked, as
+    train.py locks it, so a misspelt field fails instead of being added."""
+    config.lock()
+    config.sampling.num_samples = 16
+    config.sampling.pc.num_steps = config.sampling.sde.num_steps = 30
+    config.eval.update(num_likelihood=4, num_metric_samples=0)
     return config
 
 
@@ -31,13 +38,13 @@ def toy_config(**training):
     config = cheap_eval(toy_vp.get_config())
     config.training.update(dict(batch_size=64, n_steps=20, log_every=5, eval_every=10**6,
                                 checkpoint_every=10), **training)
-    config.model.hidden = 32
+    config.model.mlp.hidden = 32
     config.data.num_train = 512
     return config
 
 
 def tiny_unet(config):
-    config.model.update(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
+    config.model.ncsnpp.update(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
     config.training.update(batch_size=8, log_every=2, eval_every=10**6, checkpoint_every=10**6)
     return cheap_eval(config)
 
@@ -49,16 +56,16 @@ def params_of(state):
 def test_short_run_learns_the_mixture_score(tmp_path):
     """600 steps on the analytic mixture: the learned score is close to the exact one."""
     config = toy_config(n_steps=600, batch_size=256, checkpoint_every=600)
-    config.model.hidden = 64
+    config.model.mlp.hidden = 64
     config.data.num_train = 10000
-    state = train.train(config, tmp_path)
-    sde = train.build_sde(config)
+    state = train(config, tmp_path)
+    sde = build_sde(config)
     dataset = data.load("mixture", num_train=16)
-    model = train.build_model(config, dataset)
-    learned = bind(train.score_fn_for(config, model, sde), state.ema_params)
-    exact = data.toy.analytic_mixture().score_fn(sde)
+    model = build_model(config, dataset)
+    learned = bind(score_fn_for(config, model, sde), state.ema_params)
+    exact = toy.analytic_mixture().score_fn(sde)
     for t in (0.1, 0.3, 0.6, 1.0):
-        x0 = data.toy.analytic_mixture().sample(jax.random.key(1), 2000)
+        x0 = toy.analytic_mixture().sample(jax.random.key(1), 2000)
         mean, std = sde.marginal_prob(x0, jnp.full((2000,), t))
         xt = mean + std[:, None] * jax.random.normal(jax.random.key(2), x0.shape)
         tt = jnp.full((2000,), t)
@@ -71,7 +78,7 @@ def test_loss_decreases_on_digits(tmp_path):
     config.training.update(n_steps=60, log_every=20, batch_size=32)
     config.eval.num_likelihood = 0  # bits/dim of the U-Net: another 20 s of compiling
     config.optim.warmup = 0
-    train.train(config, tmp_path)
+    train(config, tmp_path)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     losses = [json.loads(ln)["loss"] for ln in lines if "eval/loss" not in ln]
     assert len(losses) == 3 and losses[-1] < 0.7 * losses[0], losses
@@ -80,9 +87,9 @@ def test_loss_decreases_on_digits(tmp_path):
 
 def test_resume_reproduces_uninterrupted_run_bitwise(tmp_path):
     """Stopping at a checkpoint and re-running the same command gives the same parameters."""
-    full = train.train(toy_config(), tmp_path / "full")
-    train.train(toy_config(n_steps=10), tmp_path / "split")  # "killed" after step 10
-    resumed = train.train(toy_config(), tmp_path / "split")
+    full = train(toy_config(), tmp_path / "full")
+    train(toy_config(n_steps=10), tmp_path / "split")  # "killed" after step 10
+    resumed = train(toy_config(), tmp_path / "split")
     for a, b in zip(params_of(full), params_of(resumed)):
         np.testing.assert_array_equal(a, b)
     lines = (tmp_path / "split/metrics.jsonl").read_text().splitlines()
@@ -94,18 +101,18 @@ def test_sharded_step_equals_single_device_step():
     """The batch split over 4 devices (params replicated) gives the single-device update."""
     assert jax.device_count() == 4, "tests/conftest.py asks XLA for 4 CPU devices"
     config = toy_config()
-    sde, tx = train.build_sde(config), train.build_optimizer(config)
+    sde, tx = build_sde(config), build_optimizer(config)
     dataset = data.load("mixture", num_train=512)
-    model = train.build_model(config, dataset)
-    step = jax.jit(lambda s, b: train.train_step(s, b, config=config, model=model, sde=sde, tx=tx,
-                                                 loss_fn=train.build_loss(config, sde),
+    model = build_model(config, dataset)
+    step = jax.jit(lambda s, b: train_step(s, b, config=config, model=model, sde=sde, tx=tx,
+                                                 loss_fn=build_loss(config, sde),
                                                  is_image=False))
-    state = train.init_state(config, model, tx, dataset, jax.random.key(0))
-    batch = train.host_batch(dataset, 0, batch_size=64, seed=0)
+    state = init_state(config, model, tx, dataset, jax.random.key(0))
+    batch = data.host_batch(dataset, 0, batch_size=64, seed=0)
     single, m1 = step(state, batch)
-    mesh = train.make_mesh()
+    mesh = make_mesh()
     sharded_state = jax.device_put(state, NamedSharding(mesh, P()))
-    sharded, m4 = step(sharded_state, train.shard_batch(batch, mesh))
+    sharded, m4 = step(sharded_state, shard_batch(batch, mesh))
     assert sharded.params["Dense_0"]["kernel"].sharding.is_fully_replicated
     np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-6)
     for a, b in zip(params_of(single), params_of(sharded)):
@@ -121,8 +128,8 @@ def test_every_config_builds_and_steps(name):
     CPU takes 10-20 s to compile each U-Net); the MLP configs run a real step, and the default
     U-Net runs real steps in test_loss_decreases_on_digits."""
     config = importlib.import_module(f"configs.{name}").get_config()
-    sde, tx = train.build_sde(config), train.build_optimizer(config)
-    image = config.data.name in data.IMAGE_SETS
+    sde, tx = build_sde(config), build_optimizer(config)
+    image = config.model.name == "ncsnpp"
     if image:
         size = 32 if config.data.name == "cifar10" else 8
         x = np.zeros((16, size, size, 3 if size == 32 else 1), np.uint8)
@@ -130,11 +137,11 @@ def test_every_config_builds_and_steps(name):
         x = np.zeros((16, 2), np.float32)
     labels = np.zeros(16, np.int32)
     dataset = data.Dataset(x, x, labels, labels)
-    model = train.build_model(config, dataset)
-    init = lambda: train.init_state(config, model, tx, dataset, jax.random.key(0))
-    step = lambda s, b: train.train_step(s, b, config=config, model=model, sde=sde, tx=tx,
-                                         loss_fn=train.build_loss(config, sde), is_image=image)
-    batch = train.host_batch(dataset, 0, batch_size=8, seed=0)
+    model = build_model(config, dataset)
+    init = lambda: init_state(config, model, tx, dataset, jax.random.key(0))
+    step = lambda s, b: train_step(s, b, config=config, model=model, sde=sde, tx=tx,
+                                         loss_fn=build_loss(config, sde), is_image=image)
+    batch = data.host_batch(dataset, 0, batch_size=8, seed=0)
     if image:
         new, metrics = jax.eval_shape(step, jax.eval_shape(init), batch)
         assert new.params.keys() == jax.eval_shape(init).params.keys()
@@ -146,8 +153,11 @@ def test_every_config_builds_and_steps(name):
 
 def _bad(field, value):
     config = default.get_config()
-    section, key = field.split(".")
-    config[section][key] = value
+    *sections, key = field.split(".")
+    node = config
+    for section in sections:
+        node = node[section]
+    node[key] = value
     return config
 
 
@@ -158,17 +168,18 @@ def _bad(field, value):
     (_bad("training.batch_size", 6), "must be divisible by the number of devices (4)"),
     (_bad("training.loss", "ddpm"), "training.loss must be"),
     (_bad("model.name", "resnet"), "model.name must be"),
-    (_bad("model.ch_mult", (1, 2, 2, 2, 2)), "not divisible"),
-    (_bad("model.embedding_type", "learned"), "embedding_type"),
+    (_bad("model.ncsnpp.ch_mult", (1, 2, 2, 2, 2)), "not divisible"),
+    (_bad("model.ncsnpp.embedding_type", "learned"), "embedding_type"),
     (_bad("sampling.method", "ddim"), "sampling.method must be"),
-    (_bad("sampling.corrector", "hmc"), "sampling.corrector must be"),
+    (_bad("sampling.pc.corrector", "hmc"), "sampling.pc: corrector must be one of"),
+    (_bad("sampling.pc.snr", -1.0), "sampling.pc: snr must be"),
     (_bad("data.name", "imagenet"), "data.name must be one of"),
     (_bad("model.ema_rate", 1.0), "model.ema_rate"),
     (_bad("training.nonfinite", "ignore"), "training.nonfinite"),
 ])
 def test_bad_config_fails_before_training(config, message, tmp_path):
     with pytest.raises(ValueError) as info:
-        train.train(config, tmp_path / "run")
+        train(config, tmp_path / "run")
     assert message in str(info.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -177,32 +188,32 @@ def test_missing_or_malformed_data_file(tmp_path):
     config = _bad("data.name", "npz")
     config.data.path = str(tmp_path / "none.npz")
     with pytest.raises(FileNotFoundError, match="none.npz"):
-        train.train(config, tmp_path / "run")
+        train(config, tmp_path / "run")
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     config.data.path = str(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="not a readable .npz"):
-        train.train(config, tmp_path / "run")
+        train(config, tmp_path / "run")
 
 
 def test_different_config_in_existing_workdir_is_refused(tmp_path):
-    train.train(toy_config(n_steps=5), tmp_path)
+    train(toy_config(n_steps=5), tmp_path)
     before = (tmp_path / "config.json").read_text()
     changed = toy_config(n_steps=5)
     changed.optim.lr = 1e-4
     with pytest.raises(ValueError, match=r"different config \(fields \['optim.lr'\]\)"):
-        train.train(changed, tmp_path)
+        train(changed, tmp_path)
     assert (tmp_path / "config.json").read_text() == before
-    train.train(toy_config(n_steps=10), tmp_path)  # more steps: the same run, extended
+    train(toy_config(n_steps=10), tmp_path)  # more steps: the same run, extended
 
 
 def test_nonfinite_update_is_not_applied_and_named():
     config = toy_config()
-    sde, tx = train.build_sde(config), train.build_optimizer(config)
+    sde, tx = build_sde(config), build_optimizer(config)
     dataset = data.load("mixture", num_train=64)
-    model = train.build_model(config, dataset)
-    state = train.init_state(config, model, tx, dataset, jax.random.key(0))
+    model = build_model(config, dataset)
+    state = init_state(config, model, tx, dataset, jax.random.key(0))
     nan_loss = lambda score_fn, params, x0, key: jnp.nan * jnp.sum(score_fn(params, x0, x0[:, 0]))
-    new, metrics = train.train_step(state, train.host_batch(dataset, 0, batch_size=8, seed=0),
+    new, metrics = train_step(state, data.host_batch(dataset, 0, batch_size=8, seed=0),
                                     config=config, model=model, sde=sde, tx=tx, loss_fn=nan_loss,
                                     is_image=False)
     assert not bool(metrics["finite"]) and int(new.step) == 1
@@ -211,8 +222,8 @@ def test_nonfinite_update_is_not_applied_and_named():
     good = {"loss": 1.0, "grad_norm": 1.0, "finite": True}
     bad = {"loss": float("nan"), "grad_norm": float("nan"), "finite": False}
     with pytest.raises(FloatingPointError, match="at step 12"):
-        train._summarise([good, bad, good], 13, "error")
-    assert train._summarise([good, bad, good], 13, "skip")["skipped_steps"] == 1
+        summarise([good, bad, good], 13, "error")
+    assert summarise([good, bad, good], 13, "skip")["skipped_steps"] == 1
 
 
 def test_cli_trains_samples_and_rejects_unknown_keys(tmp_path):
@@ -224,7 +235,7 @@ def test_cli_trains_samples_and_rejects_unknown_keys(tmp_path):
     ok = run(f"--config={ROOT / 'configs/toy_ve.py'}", "--workdir=run",
              "--config.training.n_steps=4", "--config.training.eval_every=4",
              "--config.training.checkpoint_every=2", "--config.sampling.num_samples=32",
-             "--config.eval.num_likelihood=4", "--config.sampling.num_steps=50")
+             "--config.eval.num_likelihood=4", "--config.sampling.pc.num_steps=50")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert (tmp_path / "run/samples/step_0000004.png").exists()
     assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["2", "4"]

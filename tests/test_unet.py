@@ -221,8 +221,9 @@ def test_cifar10_presets_build_with_paper_sizes(preset):
 
 
 def test_presets_name_every_attribute_and_refuse_unknown_ones():
-    attributes = {f.name for f in dataclasses.fields(NCSNpp)} - {"parent", "name"}
+    attributes = {f.name for f in dataclasses.fields(NCSNpp)} - {"parent", "name", "num_classes"}
     assert set(ncsnpp_config()) == attributes == set(ddpmpp_config())
+    assert ddpmpp_config()["num_res_blocks"] == 4 and ncsnpp_config()["fir"]
     assert ncsnpp_config(num_res_blocks=8)["num_res_blocks"] == 8
     with pytest.raises(ValueError, match="nf_"):
         ncsnpp_config(nf_=64)

@@ -10,7 +10,8 @@ import numpy as np
 import optax
 from flax import serialization
 
-from evaluation.distances import frechet_distance
+from scorelab.data.pipeline import to_uint8
+from scorelab.metrics.distances import frechet_distance
 
 CACHE = pathlib.Path.home() / ".cache" / "score_sde_jax"
 
@@ -74,13 +75,14 @@ def classify(params, images_uint8: np.ndarray):
     return np.asarray(feats), np.asarray(jnp.argmax(logits, -1))
 
 
-def digit_metrics(samples_uint8, train_images, train_labels, test_images, test_labels) -> dict:
-    """Frechet distance (generated vs held-out) on classifier features, and class coverage."""
-    params = load_or_train(train_images, train_labels)
-    f_gen, y_gen = classify(params, samples_uint8)
-    f_test, y_test = classify(params, test_images)
+def digit_classifier_metrics(samples, dataset, key=None, *, centered: bool = True) -> dict:
+    """Frechet distance (generated vs held-out) on classifier features, and class coverage;
+    `samples` are model-space images (in [-1, 1] when `centered`)."""
+    params = load_or_train(dataset.train, dataset.train_labels)
+    f_gen, y_gen = classify(params, to_uint8(samples, centered=centered))
+    f_test, y_test = classify(params, dataset.test)
     share = np.bincount(y_gen, minlength=10) / len(y_gen)
     return {"eval/fd_digits": frechet_distance(f_gen, f_test),
             "eval/classes_covered": int(np.sum(share >= 0.05)),  # classes with >= 5% of samples
             "eval/class_share_min": float(share.min()),
-            "eval/classifier_test_acc": float(np.mean(y_test == test_labels))}
+            "eval/classifier_test_acc": float(np.mean(y_test == dataset.test_labels))}

@@ -41,7 +41,3 @@ def checkerboard(rng: np.random.Generator, n: int) -> np.ndarray:
     row = rng.integers(0, 2, n) * 2 + (col % 2)
     y = row - 2 + rng.random(n)
     return np.stack([x, y], axis=1)
-
-
-GENERATORS = {"mixture": mixture, "moons": moons, "swiss_roll": swiss_roll,
-              "checkerboard": checkerboard}

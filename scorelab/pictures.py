@@ -4,6 +4,8 @@ import pathlib
 
 import numpy as np
 
+from scorelab.data.pipeline import to_uint8
+
 
 def image_grid(images: np.ndarray, *, pad: int = 1) -> np.ndarray:
     """uint8 (n, H, W, C) -> one uint8 (rows (H + pad), cols (W + pad), C) grid, near square."""
@@ -30,8 +32,6 @@ def scatter_image(points: np.ndarray, *, size: int = 256, extent: float = 4.0) -
 def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True) -> None:
     """Writes `stem`.npz (model-space floats, and uint8 images) and `stem`.png."""
     from PIL import Image
-
-    from data import to_uint8
 
     stem = pathlib.Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,17 @@ def cifar10(split: str):
     return ds["image"].astype(np.uint8), ds["label"].astype(np.int32)
 
 
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour integer upsampling (e.g. 8x8 digits to 16x16) or no change."""
+    if not size or size == x.shape[1]:
+        return x
+    if size % x.shape[1] or x.shape[1] != x.shape[2]:
+        raise ValueError(f"data.image_size={size} must be a multiple of the square images' size "
+                         f"{x.shape[1]} (or 0 to keep it)")
+    k = size // x.shape[1]
+    return np.repeat(np.repeat(x, k, axis=1), k, axis=2)
+
+
 def _as_uint8_nhwc(images: np.ndarray, where: str) -> np.ndarray:
     if images.dtype != np.uint8:
         raise ValueError(f"{where}: images must be uint8 in [0, 255], got dtype {images.dtype}")

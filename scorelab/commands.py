@@ -1,0 +1,42 @@
+"""Commands on a trained run: sampling from its newest checkpoint."""
+import pathlib
+
+import jax
+
+from models.score import bind
+from scorelab.build import score_fn_for
+from scorelab.loop import build
+from scorelab.pictures import save_samples
+from scorelab.sampling import generate, sample_labels
+from scorelab.workdir import checkpoint_manager, read_config, restore_latest_valid
+
+
+def restore(workdir: pathlib.Path, *, method: str = ""):
+    """(config, Run, state, step) of the newest valid checkpoint in `workdir`, with the
+    sampler switched to `method` when given (and checked)."""
+    config = read_config(workdir)
+    if method:
+        config.sampling.method = method
+    run = build(config)
+    manager = checkpoint_manager(workdir, config.training.max_to_keep)
+    state, step = restore_latest_valid(manager, run.abstract, workdir)
+    if state is None:
+        raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint")
+    return config, run, state, step
+
+
+def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str) -> pathlib.Path:
+    """`num` samples from the EMA parameters with `method` (or the run's sampler); writes
+    `out`.npz and `out`.png (by default under `workdir`/samples) and returns that stem."""
+    workdir = pathlib.Path(workdir).resolve()
+    config, run, state, step = restore(workdir, method=method)
+    score = bind(score_fn_for(config, run.model, run.sde, labels=sample_labels(config, num)),
+                 state.ema_params)
+    x, nfe = jax.jit(lambda k: generate(config, run.sde, score, k, num, run.dataset.data_shape))(
+        jax.random.key(seed))
+    name = f"sample_step_{step}_{config.sampling.method}"
+    target = pathlib.Path(out) if out else workdir / "samples" / name
+    save_samples(x, target, is_image=run.dataset.is_image, centered=config.data.centered)
+    print(f"{num} samples from step {step} with {config.sampling.method} (NFE {int(nfe)}): "
+          f"{target}.npz, {target}.png")
+    return target

@@ -1,0 +1,63 @@
+"""Config checks that need nothing built, and the upgrade of run configs saved by v0.1.
+
+Everything in `scorelab` that reads a config takes the `ml_collections.ConfigDict` of
+`configs/default.py` (or a file built on it); the library (`sde`, `samplers`, `models`) never
+sees one.
+"""
+import copy
+import json
+
+# Fields that may change between the runs of one workdir (they do not change the trajectory).
+RESUMABLE_CHANGES = ("training.n_steps", "training.log_every", "training.eval_every",
+                     "training.checkpoint_every", "training.max_to_keep", "sampling", "eval")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; raised before any training step."""
+
+
+def check_training(config, num_devices: int) -> None:
+    """Training-loop values that would only fail later."""
+    t = config.training
+    for name in ("batch_size", "n_steps", "log_every", "eval_every", "checkpoint_every",
+                 "max_to_keep"):
+        if not isinstance(t[name], int) or t[name] < 1:
+            raise ConfigError(f"training.{name} must be a positive integer, got {t[name]!r}")
+    if t.batch_size % num_devices:
+        raise ConfigError(f"training.batch_size={t.batch_size} must be divisible by the number "
+                          f"of devices ({num_devices})")
+    if t.nonfinite not in ("error", "skip"):
+        raise ConfigError(f"training.nonfinite must be 'error' or 'skip', got {t.nonfinite!r}")
+    if not 0 <= config.model.ema_rate < 1:
+        raise ConfigError(f"model.ema_rate must be in [0, 1), got {config.model.ema_rate!r}")
+
+
+# v0.1 kept the U-Net's and the MLP's attributes, and every sampler's options, flat.
+_V01_UNET = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resblock_type",
+             "embedding_type", "fourier_scale", "fir", "skip_rescale", "progressive",
+             "progressive_input", "init_scale")
+
+
+def upgrade(saved: dict) -> dict:
+    """A run config as saved in `config.json`, in today's layout (v0.1 files are converted:
+    same network, same sampler, same evaluation); today's files come back unchanged."""
+    if "ncsnpp" in saved["model"]:
+        return saved
+    from models.unet import ddpmpp_config
+
+    new = copy.deepcopy(saved)
+    m, s, e = new["model"], new["sampling"], new["eval"]
+    m["ncsnpp"] = ddpmpp_config(**{k: m.pop(k) for k in _V01_UNET})
+    m["mlp"] = dict(hidden=m.pop("hidden"), depth=m.pop("depth"), embed_dim=64)
+    steps, solver = s.pop("num_steps"), s.pop("solver")
+    s["pc"] = dict(predictor=s.pop("predictor"), corrector=s.pop("corrector"), snr=s.pop("snr"),
+                   n_corrector_steps=s.pop("n_corrector_steps"), num_steps=steps or None)
+    s["sde"] = dict(solver=solver if s["method"] == "sde" and solver else "euler_maruyama",
+                    num_steps=steps or 1000)
+    s["ode"] = dict(solver=solver if s["method"] == "ode" and solver else "tsit5",
+                    num_steps=s.pop("ode_num_steps") or None, rtol=s.pop("rtol"),
+                    atol=s.pop("atol"), denoise=True)
+    # v0.1 drew eval.num_fid samples for the digit metrics only; toy metrics used the saved ones.
+    num_fid = e.pop("num_fid")
+    e["num_metric_samples"] = num_fid if new["data"]["name"] == "digits" else 0
+    return json.loads(json.dumps(new))  # tuples as lists, as in every saved file

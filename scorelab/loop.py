@@ -1,0 +1,153 @@
+"""The training run: config -> data -> model -> loss -> train step -> checkpoints, and back.
+
+`train(config, workdir)` checks the config, builds everything, restores the newest valid
+checkpoint of `workdir` (or initialises) and runs the loop: log, checkpoint, evaluate; SIGTERM
+saves and exits. Re-running it resumes along the same trajectory as an uninterrupted run.
+"""
+import functools
+import pathlib
+import signal
+import sys
+import time
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from scorelab import data
+from scorelab.build import build_loss, build_model, build_optimizer, build_sde
+from scorelab.config import ConfigError, check_training
+from scorelab.evaluate import evaluate
+from scorelab.sampling import check_sampling
+from scorelab.step import TrainState, init_state, make_mesh, shard_batch, train_step
+from scorelab.workdir import MetricsLog, checkpoint_manager, resolve_config_file, \
+    restore_latest_valid
+
+
+def load_data(config) -> data.Dataset:
+    d = config.data
+    return data.load(d.name, path=d.path, image_size=d.image_size, seed=config.seed,
+                     num_train=d.num_train, num_test=d.num_test)
+
+
+class Run(NamedTuple):
+    """Everything a config describes; `abstract` is the train state's shapes (no FLOPs)."""
+    sde: object
+    tx: object
+    loss_fn: object
+    dataset: data.Dataset
+    model: object
+    abstract: TrainState
+
+
+def build(config) -> Run:
+    """Builds and checks a config in order of cost: its values, then the data, then the
+    network's shapes and the sampler, so every mistake surfaces before training starts."""
+    sde, tx = build_sde(config), build_optimizer(config)
+    loss_fn = build_loss(config, sde)
+    dataset = load_data(config)
+    model = build_model(config, dataset)
+    check_sampling(config, sde, dataset.data_shape)
+    try:
+        abstract = jax.eval_shape(
+            lambda: init_state(config, model, tx, dataset, jax.random.key(config.seed)))
+    except (ValueError, TypeError) as e:  # e.g. an image size the U-Net cannot downsample
+        raise ConfigError(f"model: {e}") from e
+    return Run(sde, tx, loss_fn, dataset, model, abstract)
+
+
+def train(config, workdir: pathlib.Path) -> TrainState:
+    """Trains to `training.n_steps` in `workdir`; returns the final TrainState."""
+    workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
+    mesh = make_mesh()
+    check_training(config, mesh.size)
+    run = build(config)
+    resolve_config_file(workdir, config)
+
+    replicated = NamedSharding(mesh, P())
+    manager = checkpoint_manager(workdir, config.training.max_to_keep)
+    target = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), run.abstract)
+    state, start = restore_latest_valid(manager, target, workdir)
+    if state is None:
+        state = jax.device_put(init_state(config, run.model, run.tx, run.dataset,
+                                          jax.random.key(config.seed)), replicated)
+    log = MetricsLog(workdir, start)
+    step_fn = jax.jit(functools.partial(train_step, config=config, model=run.model, sde=run.sde,
+                                        tx=run.tx, loss_fn=run.loss_fn,
+                                        is_image=run.dataset.is_image), donate_argnums=0)
+    eval_fn = functools.partial(evaluate, config, model=run.model, sde=run.sde,
+                                loss_fn=run.loss_fn, dataset=run.dataset, workdir=workdir)
+    return run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, eval_fn)
+
+
+def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, eval_fn):
+    """Steps from `start` to n_steps: logs, checkpoints, evaluates; SIGTERM saves and exits."""
+    t = config.training
+    stop = {"signal": None}
+    previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    pending, tic, tic_step = [], time.perf_counter(), start
+    progress = _progress(t.n_steps, start)
+    try:
+        for step in range(start, t.n_steps):
+            batch = data.host_batch(dataset, step, batch_size=t.batch_size, seed=config.seed,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
+            state, metrics = step_fn(state, shard_batch(batch, mesh))
+            pending.append(metrics)
+            done = step + 1
+            if done % t.log_every == 0 or done == t.n_steps or stop["signal"]:
+                rate = (done - tic_step) / (time.perf_counter() - tic)
+                values = summarise(jax.device_get(pending), done, t.nonfinite)
+                values["steps_per_sec"] = rate
+                log.write(done, values)
+                progress(done, values)
+                pending, tic, tic_step = [], time.perf_counter(), done
+            if done % t.checkpoint_every == 0 or done == t.n_steps or stop["signal"]:
+                manager.save(done, args=ocp.args.StandardSave(state))
+            if stop["signal"]:
+                print(f"\nSIGTERM: saved step {done}, exiting")
+                break
+            if done % t.eval_every == 0 or done == t.n_steps:
+                eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), done)
+                log.write(done, eval_fn(state, step=done, eval_key=eval_key))
+    finally:
+        manager.wait_until_finished()
+        signal.signal(signal.SIGTERM, previous)
+    return state
+
+
+def summarise(metrics: list, done: int, nonfinite: str) -> dict:
+    """Mean loss over the interval; a non-finite step stops training (nonfinite='error')."""
+    finite = np.array([m["finite"] for m in metrics])
+    if not finite.all():
+        bad = done - len(metrics) + int(np.argmin(finite)) + 1
+        if nonfinite == "error":
+            raise FloatingPointError(
+                f"non-finite loss or gradient at step {bad}: that update and any later "
+                f"non-finite ones were not applied and nothing non-finite was saved; set "
+                f"training.nonfinite='skip' to drop such steps and continue")
+    losses = np.array([m["loss"] for m in metrics])[finite]
+    return {"loss": float(losses.mean()) if len(losses) else float("nan"),
+            "grad_norm": float(np.mean([m["grad_norm"] for m in metrics])),
+            "skipped_steps": int((~finite).sum())}
+
+
+def _progress(total: int, start: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    bar = tqdm(total=total, initial=start, dynamic_ncols=True, mininterval=1.0,
+               file=sys.stdout) if tqdm and jax.process_index() == 0 else None
+
+    def update(done, values):
+        if bar is not None:
+            bar.update(done - bar.n)
+            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=True)
+            if done == total:
+                bar.close()
+    return update

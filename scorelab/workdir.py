@@ -1,0 +1,116 @@
+"""The run directory: its config file, its checkpoints and its metrics log.
+
+    <workdir>/config.json     the resolved config (one run per workdir)
+    <workdir>/checkpoints/    orbax: the whole TrainState at chosen steps
+    <workdir>/metrics.jsonl   one line per logged step, never twice; TensorBoard in tensorboard/
+"""
+import json
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import orbax.checkpoint as ocp
+
+from scorelab.config import RESUMABLE_CHANGES, ConfigError, upgrade
+
+
+def read_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a run in `workdir` was trained with, in today's layout."""
+    path = workdir / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"--workdir={workdir} holds no config.json: train there first")
+    return ml_collections.ConfigDict(upgrade(json.loads(path.read_text())))
+
+
+def resolve_config_file(workdir: pathlib.Path, config) -> None:
+    """Writes the config beside the checkpoints, or checks it against the one already there.
+
+    A workdir holds one run: a config that differs in anything but RESUMABLE_CHANGES is refused
+    (nothing in the workdir is touched), so a typo cannot silently continue or overwrite a run.
+    A v0.1 file is compared in today's layout, then rewritten in it.
+    """
+    path = workdir / "config.json"
+    new = json.loads(config.to_json_best_effort())
+    if path.exists():
+        old = _flat(upgrade(json.loads(path.read_text())))
+        diffs = [k for k in old.keys() | _flat(new).keys()
+                 if old.get(k) != _flat(new).get(k)
+                 and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES)]
+        if diffs:
+            raise ConfigError(f"workdir {workdir} holds a run with a different config "
+                              f"(fields {sorted(diffs)}); use a new --workdir, or delete it")
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(new, indent=2, sort_keys=True))
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def checkpoint_manager(workdir: pathlib.Path, max_to_keep: int):
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           enable_async_checkpointing=True)
+    return ocp.CheckpointManager(workdir / "checkpoints", options=options)
+
+
+def restore_latest_valid(manager, target, workdir):
+    """(state, step) from the newest checkpoint that restores and is finite, or (None, 0) when
+    there is none. Unreadable ones (truncated files, a missing item, another model's shapes)
+    are skipped with a warning; if every checkpoint is unreadable the run stops rather than
+    start again from scratch over them."""
+    failures = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            state = manager.restore(step, args=ocp.args.StandardRestore(target))
+            if int(state.step) != step or not all(
+                    bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(
+                        (state.params, state.ema_params))):
+                raise ValueError(f"holds step {int(state.step)} or non-finite parameters")
+        except Exception as e:  # orbax raises many types for damaged files
+            failures.append(f"step {step}: {type(e).__name__}: {str(e)[:200]}")
+            print(f"warning: checkpoint {step} in {workdir} cannot be restored "
+                  f"({failures[-1]}); trying an older one", file=sys.stderr)
+            continue
+        print(f"resumed from step {step} in {workdir}")
+        return state, step
+    if failures:
+        raise RuntimeError(f"no checkpoint in {workdir / 'checkpoints'} can be restored, and "
+                           f"training will not start over them:\n" + "\n".join(failures))
+    return None, 0
+
+
+class MetricsLog:
+    """metrics.jsonl (one line per logged step, never twice) and TensorBoard event files."""
+
+    def __init__(self, workdir: pathlib.Path, resume_step: int):
+        self.path = workdir / "metrics.jsonl"
+        if self.path.exists():  # drop what a killed run logged past its last checkpoint
+            lines = [ln for ln in self.path.read_text().splitlines()
+                     if ln.strip() and json.loads(ln)["step"] <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in lines))
+        self._tb = None
+        if jax.process_index() == 0:
+            try:
+                from tensorboardX import SummaryWriter
+                self._tb = SummaryWriter(str(workdir / "tensorboard"))
+            except ImportError:
+                pass
+
+    def write(self, step: int, values: dict):
+        if jax.process_index() != 0:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self._tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
