@@ -56,6 +56,9 @@ def get_config():
     training.eval_every = 2000  # held-out loss, samples, bits/dim
     training.checkpoint_every = 1000
     training.max_to_keep = 2
+    # float32 | bfloat16: the train step's network compute; parameters, optimiser state, EMA,
+    # loss and checkpoints stay float32, and evaluation and sampling run in float32.
+    training.precision = "float32"
     training.nonfinite = "error"  # error: stop, naming the step | skip: drop that update
 
     config.optim = optim = ml_collections.ConfigDict()

@@ -24,7 +24,7 @@ class MLP(nn.Module):
             raise ValueError(f"MLP takes x of shape (batch, dim), got shape {x.shape}: flatten "
                              f"images or use the U-Net (model.name='ncsnpp')")
         emb = sinusoidal_embedding(time_input, self.embed_dim)
-        emb = nn.Dense(self.hidden)(nn.silu(nn.Dense(self.hidden)(emb)))
+        emb = nn.Dense(self.hidden)(nn.silu(nn.Dense(self.hidden)(emb))).astype(x.dtype)
         h = nn.Dense(self.hidden)(x)
         for _ in range(self.depth):
             h = h + nn.Dense(self.hidden)(nn.silu(h + emb))

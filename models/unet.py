@@ -76,7 +76,9 @@ class NCSNpp(nn.Module):
                  labels: Int[Array, "b"] | None = None, train: bool = False) -> Images:
         validate_attributes(self)
         validate_inputs(self, x, time_input, labels)
-        temb = self.embed(time_input, labels)
+        # The embedding is computed at time_input's precision, then everything runs in x's
+        # dtype: bfloat16 x and parameters give bfloat16 compute (see scorelab.build).
+        temb = self.embed(time_input, labels).astype(x.dtype)
         skips = self.encode(x, temb, train)
         h = self.middle(skips[-1], temb, train)
         return self.decode(h, skips, x.shape[-1], temb, train).astype(x.dtype)

@@ -7,6 +7,8 @@ import dataclasses
 import functools
 import math
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from models.mlp import MLP
@@ -85,15 +87,25 @@ def build_loss(config, sde):
     raise ConfigError(f"training.loss must be one of {list(LOSSES)}, got {t.loss!r}")
 
 
-def score_fn_for(config, model, sde, *, labels=None, dropout_key=None):
+def score_fn_for(config, model, sde, *, labels=None, dropout_key=None, precision="float32"):
     """`score_fn(params, x, t)` of the network (the parameterisation lives in models/score.py);
-    in training mode, with dropout drawn from `dropout_key`, when that key is given."""
+    in training mode, with dropout drawn from `dropout_key`, when that key is given.
+
+    `precision="bfloat16"` runs the network in bfloat16: the float32 parameters and x are cast
+    on the way in (gradients flow back to the float32 parameters through the cast), the time
+    input stays float32, and the output is cast back to float32 before it becomes a score.
+    """
     kwargs = {} if labels is None else {"labels": labels}
     if dropout_key is not None:
         kwargs["rngs"] = {"dropout": dropout_key}
+    compute = jnp.dtype(precision)
 
     def apply(params, x, c):
-        return model.apply({"params": params}, x, c, train=dropout_key is not None, **kwargs)
+        if compute != x.dtype:
+            params = jax.tree_util.tree_map(lambda a: a.astype(compute), params)
+        out = model.apply({"params": params}, x.astype(compute), c,
+                          train=dropout_key is not None, **kwargs)
+        return out.astype(x.dtype)
     return make_score_fn(apply, sde, parameterization=config.model.parameterization,
                          time_input=config.model.time_input,
                          continuous=config.training.loss == "continuous")

@@ -3,11 +3,10 @@ import pathlib
 
 import jax
 
-from models.score import bind
-from scorelab.build import score_fn_for
+from scorelab.compilation import enable_compilation_cache
 from scorelab.loop import build
 from scorelab.pictures import save_samples
-from scorelab.sampling import generate, sample_labels
+from scorelab.sampling import make_sample_fn
 from scorelab.workdir import checkpoint_manager, read_config, restore_latest_valid
 
 
@@ -29,11 +28,10 @@ def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str)
     """`num` samples from the EMA parameters with `method` (or the run's sampler); writes
     `out`.npz and `out`.png (by default under `workdir`/samples) and returns that stem."""
     workdir = pathlib.Path(workdir).resolve()
+    enable_compilation_cache()
     config, run, state, step = restore(workdir, method=method)
-    score = bind(score_fn_for(config, run.model, run.sde, labels=sample_labels(config, num)),
-                 state.ema_params)
-    x, nfe = jax.jit(lambda k: generate(config, run.sde, score, k, num, run.dataset.data_shape))(
-        jax.random.key(seed))
+    sample_fn = make_sample_fn(config, run.model, run.sde, num, run.dataset.data_shape)
+    x, nfe = sample_fn(state.ema_params, jax.random.key(seed))
     name = f"sample_step_{step}_{config.sampling.method}"
     target = pathlib.Path(out) if out else workdir / "samples" / name
     save_samples(x, target, is_image=run.dataset.is_image, centered=config.data.centered)

@@ -7,9 +7,13 @@ sees one.
 import copy
 import json
 
+from models.unet import ddpmpp_config
+
 # Fields that may change between the runs of one workdir (they do not change the trajectory).
 RESUMABLE_CHANGES = ("training.n_steps", "training.log_every", "training.eval_every",
                      "training.checkpoint_every", "training.max_to_keep", "sampling", "eval")
+
+PRECISIONS = ("float32", "bfloat16")  # the train step's compute dtype
 
 
 class ConfigError(ValueError):
@@ -26,6 +30,9 @@ def check_training(config, num_devices: int) -> None:
     if t.batch_size % num_devices:
         raise ConfigError(f"training.batch_size={t.batch_size} must be divisible by the number "
                           f"of devices ({num_devices})")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"training.precision must be one of {list(PRECISIONS)}, got "
+                          f"{t.precision!r}")
     if t.nonfinite not in ("error", "skip"):
         raise ConfigError(f"training.nonfinite must be 'error' or 'skip', got {t.nonfinite!r}")
     if not 0 <= config.model.ema_rate < 1:
@@ -38,13 +45,20 @@ _V01_UNET = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "
              "progressive_input", "init_scale")
 
 
+# Fields added since v0.1, with the value that reproduces a run saved without them.
+_ADDED = {("training", "precision"): "float32"}
+
+
 def upgrade(saved: dict) -> dict:
     """A run config as saved in `config.json`, in today's layout (v0.1 files are converted:
     same network, same sampler, same evaluation); today's files come back unchanged."""
-    if "ncsnpp" in saved["model"]:
-        return saved
-    from models.unet import ddpmpp_config
+    new = _from_v01(saved) if "ncsnpp" not in saved["model"] else copy.deepcopy(saved)
+    for (section, name), value in _ADDED.items():
+        new[section].setdefault(name, value)
+    return new
 
+
+def _from_v01(saved: dict) -> dict:
     new = copy.deepcopy(saved)
     m, s, e = new["model"], new["sampling"], new["eval"]
     m["ncsnpp"] = ddpmpp_config(**{k: m.pop(k) for k in _V01_UNET})

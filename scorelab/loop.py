@@ -19,10 +19,11 @@ from jax.sharding import PartitionSpec as P
 
 from scorelab import data
 from scorelab.build import build_loss, build_model, build_optimizer, build_sde
+from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError, check_training
-from scorelab.evaluate import evaluate
+from scorelab.evaluate import Evaluator, say
 from scorelab.sampling import check_sampling
-from scorelab.step import TrainState, init_state, make_mesh, shard_batch, train_step
+from scorelab.step import TrainState, init_state, make_mesh, train_step
 from scorelab.workdir import MetricsLog, checkpoint_manager, resolve_config_file, \
     restore_latest_valid
 
@@ -62,6 +63,7 @@ def build(config) -> Run:
 def train(config, workdir: pathlib.Path) -> TrainState:
     """Trains to `training.n_steps` in `workdir`; returns the final TrainState."""
     workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
+    enable_compilation_cache()
     mesh = make_mesh()
     check_training(config, mesh.size)
     run = build(config)
@@ -79,33 +81,36 @@ def train(config, workdir: pathlib.Path) -> TrainState:
     step_fn = jax.jit(functools.partial(train_step, config=config, model=run.model, sde=run.sde,
                                         tx=run.tx, loss_fn=run.loss_fn,
                                         is_image=run.dataset.is_image), donate_argnums=0)
-    eval_fn = functools.partial(evaluate, config, model=run.model, sde=run.sde,
-                                loss_fn=run.loss_fn, dataset=run.dataset, workdir=workdir)
-    return run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, eval_fn)
+    evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
+                          dataset=run.dataset, workdir=workdir)
+    state = run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, evaluator)
+    report(workdir, log)
+    return state
 
 
-def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, eval_fn):
+def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluator):
     """Steps from `start` to n_steps: logs, checkpoints, evaluates; SIGTERM saves and exits."""
     t = config.training
     stop = {"signal": None}
     previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-    pending, tic, tic_step = [], time.perf_counter(), start
+    batches = data.DeviceBatches(dataset, mesh, start=start, batch_size=t.batch_size,
+                                 seed=config.seed)
+    pending, tic, tic_step, waited = [], time.perf_counter(), start, 0.0
     progress = _progress(t.n_steps, start)
     try:
         for step in range(start, t.n_steps):
-            batch = data.host_batch(dataset, step, batch_size=t.batch_size, seed=config.seed,
-                                    process_index=jax.process_index(),
-                                    process_count=jax.process_count())
-            state, metrics = step_fn(state, shard_batch(batch, mesh))
+            state, metrics = step_fn(state, next(batches))
             pending.append(metrics)
             done = step + 1
             if done % t.log_every == 0 or done == t.n_steps or stop["signal"]:
-                rate = (done - tic_step) / (time.perf_counter() - tic)
                 values = summarise(jax.device_get(pending), done, t.nonfinite)
-                values["steps_per_sec"] = rate
+                elapsed = time.perf_counter() - tic
+                values["steps_per_sec"] = (done - tic_step) / elapsed
+                # The share of the interval the loop spent waiting for its next batch.
+                values["data_wait_fraction"] = (batches.wait_s - waited) / elapsed
                 log.write(done, values)
                 progress(done, values)
-                pending, tic, tic_step = [], time.perf_counter(), done
+                pending, tic, tic_step, waited = [], time.perf_counter(), done, batches.wait_s
             if done % t.checkpoint_every == 0 or done == t.n_steps or stop["signal"]:
                 manager.save(done, args=ocp.args.StandardSave(state))
             if stop["signal"]:
@@ -113,11 +118,26 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, eval_fn
                 break
             if done % t.eval_every == 0 or done == t.n_steps:
                 eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), done)
-                log.write(done, eval_fn(state, step=done, eval_key=eval_key))
+                log.write(done, evaluator(state.ema_params, step=done, eval_key=eval_key))
     finally:
+        batches.close()
         manager.wait_until_finished()
         signal.signal(signal.SIGTERM, previous)
     return state
+
+
+def report(workdir: pathlib.Path, log) -> None:
+    """The run's last figures and where its results are."""
+    last = log.last()
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in last.items()
+                        if k not in ("step", "steps_per_sec", "skipped_steps",
+                                     "data_wait_fraction")
+                        and "time_" not in k)
+    samples = sorted((workdir / "samples").glob("step_*.png"))
+    say(f"done at step {last.get('step', 0)}: {figures}\n"
+        f"  samples:     {samples[-1] if samples else '(none yet)'}\n"
+        f"  metrics:     {log.path}\n"
+        f"  checkpoints: {workdir / 'checkpoints'}")
 
 
 def summarise(metrics: list, done: int, nonfinite: str) -> dict:

@@ -5,7 +5,9 @@ configs/default.py; the config check runs the sampler's own argument checks.
 import jax
 import jax.numpy as jnp
 
+from models.score import bind
 from samplers import ode_sample, pc_sample, sde_sample
+from scorelab.build import score_fn_for
 from scorelab.config import ConfigError
 
 SAMPLERS = {"pc": pc_sample, "sde": sde_sample, "ode": ode_sample}
@@ -43,3 +45,13 @@ def sample_labels(config, num: int):
     """Labels that cycle through the classes for a class-conditional model, else None."""
     n = config.model.conditional_classes
     return jnp.arange(num) % n if n else None
+
+
+def make_sample_fn(config, model, sde, num: int, data_shape):
+    """The jitted `sample(params, key) -> (x, nfe)`: `num` samples of the network with the
+    configured sampler. The parameters are an argument, not constants of the program, so one
+    compilation serves every evaluation of a run."""
+    def sample(params, key):
+        score = score_fn_for(config, model, sde, labels=sample_labels(config, num))
+        return generate(config, sde, bind(score, params), key, num, data_shape)
+    return jax.jit(sample)

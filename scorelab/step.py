@@ -8,8 +8,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from scorelab.build import score_fn_for
 from scorelab.data import preprocess
@@ -25,13 +23,19 @@ class TrainState:
 
 
 def init_state(config, model, tx, dataset, key) -> TrainState:
-    k_init, k_run = jax.random.split(key)
-    x = jnp.zeros((1,) + dataset.data_shape, jnp.float32)
-    labels = {"labels": jnp.zeros((1,), jnp.int32)} if config.model.conditional_classes else {}
-    params = model.init(k_init, x, jnp.zeros((1,)), **labels)["params"]
-    ema = jax.tree_util.tree_map(jnp.copy, params)  # its own buffers: the state is donated
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=ema,
-                      opt_state=tx.init(params), key=jax.random.key_data(k_run))
+    """A fresh state: the network's initial parameters (and an EMA copy), Adam's state, the
+    run's base key. Built by one compiled program: eagerly, a U-Net's initialisers take
+    seconds op by op."""
+    def init(key):
+        k_init, k_run = jax.random.split(key)
+        x = jnp.zeros((1,) + dataset.data_shape, jnp.float32)
+        labels = ({"labels": jnp.zeros((1,), jnp.int32)} if config.model.conditional_classes
+                  else {})
+        params = model.init(k_init, x, jnp.zeros((1,)), **labels)["params"]
+        ema = jax.tree_util.tree_map(jnp.copy, params)  # its own buffers: the state is donated
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=ema,
+                          opt_state=tx.init(params), key=jax.random.key_data(k_run))
+    return jax.jit(init)(key)
 
 
 def train_step(state: TrainState, batch, *, config, model, sde, tx, loss_fn, is_image):
@@ -42,7 +46,8 @@ def train_step(state: TrainState, batch, *, config, model, sde, tx, loss_fn, is_
     x0 = preprocess(batch["x"], k_pre, is_image=is_image, centered=config.data.centered,
                     dequantize=config.data.dequantize, random_flip=config.data.random_flip)
     labels = batch["labels"] if config.model.conditional_classes else None
-    score_fn = score_fn_for(config, model, sde, labels=labels, dropout_key=k_drop)
+    score_fn = score_fn_for(config, model, sde, labels=labels, dropout_key=k_drop,
+                            precision=config.training.precision)
     loss, grads = jax.value_and_grad(lambda p: loss_fn(score_fn, p, x0, k_loss))(state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -60,10 +65,3 @@ def make_mesh():
     # Auto axes: the compiler propagates shardings (jax.make_mesh defaults to Explicit ones).
     return jax.make_mesh((jax.device_count(),), ("data",),
                          axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def shard_batch(batch, mesh):
-    """This process's numpy batch as its part of a global array sharded over the mesh."""
-    sharding = NamedSharding(mesh, P("data"))
-    return jax.tree_util.tree_map(
-        lambda a: jax.make_array_from_process_local_data(sharding, a), batch)

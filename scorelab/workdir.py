@@ -104,6 +104,14 @@ class MetricsLog:
             except ImportError:
                 pass
 
+    def last(self) -> dict:
+        """Everything logged at the newest step (training and evaluation lines merged)."""
+        if not self.path.exists():
+            return {}
+        lines = [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+        newest = max((ln["step"] for ln in lines), default=0)
+        return {k: v for ln in lines if ln["step"] == newest for k, v in ln.items()}
+
     def write(self, step: int, values: dict):
         if jax.process_index() != 0:
             return

@@ -7,8 +7,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import pytest  # noqa: E402
 
+from scorelab.compilation import enable_compilation_cache  # noqa: E402
 from scorelab.data.toy import analytic_mixture  # noqa: E402
 from sde import VESDE, VPSDE, subVPSDE  # noqa: E402
+
+# The suite's programs are compiled once per machine and reused by later runs (and by the
+# train.py subprocesses, which inherit SCORELAB_COMPILATION_CACHE's default).
+enable_compilation_cache()
 
 SDES = {"vp": lambda: VPSDE(), "subvp": lambda: subVPSDE(), "ve": lambda: VESDE(sigma_max=50.0)}
 

@@ -90,3 +90,22 @@ def test_resize_upsamples_by_integer_factors_only():
     assert images.resize(x, 0) is x
     with pytest.raises(ValueError, match="data.image_size=3 must be a multiple"):
         images.resize(x, 3)
+
+
+@pytest.mark.parametrize("resident_bytes", [2**30, 0])  # on the devices / prefetching thread
+def test_device_batches_are_the_host_batches_sharded(resident_bytes):
+    ds = labelled(40)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    batches = data.DeviceBatches(ds, mesh, start=3, batch_size=8, seed=2, prefetch=2,
+                                 resident_bytes=resident_bytes)
+    assert batches.resident == bool(resident_bytes)
+    try:
+        for step in range(3, 9):
+            batch, expected = next(batches), data.host_batch(ds, step, batch_size=8, seed=2)
+            assert batch["x"].sharding.spec == jax.sharding.PartitionSpec("data")
+            for key in ("x", "labels"):
+                np.testing.assert_array_equal(np.asarray(batch[key]), expected[key])
+    finally:
+        batches.close()
+    assert batches.wait_s >= 0

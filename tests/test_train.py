@@ -19,7 +19,7 @@ from scorelab import data
 from scorelab.build import build_loss, build_model, build_optimizer, build_sde, score_fn_for
 from scorelab.data import toy
 from scorelab.loop import summarise, train
-from scorelab.step import init_state, make_mesh, shard_batch, train_step
+from scorelab.step import init_state, make_mesh, train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def test_sharded_step_equals_single_device_step():
     single, m1 = step(state, batch)
     mesh = make_mesh()
     sharded_state = jax.device_put(state, NamedSharding(mesh, P()))
-    sharded, m4 = step(sharded_state, shard_batch(batch, mesh))
+    sharded, m4 = step(sharded_state, data.shard_batch(batch, mesh))
     assert sharded.params["Dense_0"]["kernel"].sharding.is_fully_replicated
     np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-6)
     for a, b in zip(params_of(single), params_of(sharded)):
@@ -242,3 +242,39 @@ def test_cli_trains_samples_and_rejects_unknown_keys(tmp_path):
     out = run("sample", "--workdir=run", "--sampler=ode", "--num=16", "--out=ode")
     assert out.returncode == 0, out.stderr[-2000:]
     assert np.load(tmp_path / "ode.npz")["samples"].shape == (16, 2)
+
+
+@pytest.mark.parametrize("name", ["default", "toy_vp"])
+def test_bfloat16_step_is_finite_and_keeps_float32_state(name):
+    """bfloat16 compute in the network; parameters, optimiser state, EMA and loss stay float32,
+    and the loss is the float32 step's to bfloat16 rounding."""
+    config = importlib.import_module(f"configs.{name}").get_config()
+    if name == "default":  # one level, still with GroupNorm, attention and dropout
+        tiny_unet(config)
+        config.model.ncsnpp.update(ch_mult=(1,), attn_resolutions=(8,))
+    else:
+        config.model.mlp.hidden = 32
+    dataset = data.load(config.data.name, num_train=64, num_test=8)
+    sde, tx, model = build_sde(config), build_optimizer(config), build_model(config, dataset)
+    state = init_state(config, model, tx, dataset, jax.random.key(0))
+    # Away from the zero-initialised output layers, so the output depends on every layer.
+    leaves, tree = jax.tree_util.tree_flatten(state.params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    state = state.replace(params=tree.unflatten(
+        [a + 0.05 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]))
+    batch = data.host_batch(dataset, 0, batch_size=8, seed=0)
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        config.training.precision = precision
+        step = jax.jit(lambda s, b: train_step(
+            s, b, config=config, model=model, sde=sde, tx=tx, loss_fn=build_loss(config, sde),
+            is_image=dataset.is_image))
+        lowered = step.lower(state, batch)
+        assert ("bf16" in lowered.as_text()) == (precision == "bfloat16")
+        new, metrics = lowered.compile()(state, batch)
+        assert bool(metrics["finite"]) and metrics["loss"].dtype == jnp.float32
+        for leaf in jax.tree_util.tree_leaves((new.params, new.ema_params, new.opt_state)):
+            assert leaf.dtype in (jnp.float32, jnp.int32), leaf.dtype
+        losses[precision] = float(metrics["loss"])
+    assert losses["bfloat16"] != losses["float32"]  # it did compute in bfloat16
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05)

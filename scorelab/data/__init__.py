@@ -11,7 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from scorelab.data import images, toy
-from scorelab.data.pipeline import batch_indices, host_batch, preprocess, to_uint8
+from scorelab.data.pipeline import (DeviceBatches, batch_indices, host_batch, preprocess,
+                                     shard_batch, to_uint8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,5 +104,5 @@ def load(name: str, *, path: str = "", image_size: int = 0, seed: int = 0,
     return Dataset(*arrays, metrics=source.metrics)
 
 
-__all__ = ["Dataset", "Source", "SOURCES", "load", "batch_indices", "host_batch", "preprocess",
-           "to_uint8"]
+__all__ = ["Dataset", "Source", "SOURCES", "load", "DeviceBatches", "batch_indices", "host_batch",
+           "preprocess", "shard_batch", "to_uint8"]

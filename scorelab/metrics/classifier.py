@@ -1,6 +1,7 @@
 """A small CNN trained in-project on the digits' training split: features for a Frechet
 distance and predicted classes for coverage, with no downloaded weights (no Inception here)."""
 import hashlib
+import os
 import pathlib
 
 import flax.linen as nn
@@ -55,23 +56,36 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, steps: int = 800
     return params
 
 
+_LOADED: dict = {}  # path -> parameters, so evaluations after the first read nothing
+_apply = jax.jit(DigitClassifier().apply)
+
+
 def load_or_train(images: np.ndarray, labels: np.ndarray):
-    """The classifier for this training set, trained once and cached under ~/.cache."""
+    """The classifier for this training set, trained once (a few seconds; it says so) and cached
+    under ~/.cache; the file is written whole or not at all."""
     digest = hashlib.sha1(images.tobytes() + labels.tobytes()).hexdigest()[:12]
     path = CACHE / f"digit_classifier_{images.shape[1]}px_{digest}.msgpack"
-    template = DigitClassifier().init(jax.random.key(0), jnp.zeros((1,) + images.shape[1:]))
+    if path in _LOADED:
+        return _LOADED[path]
+    template = jax.eval_shape(lambda: DigitClassifier().init(
+        jax.random.key(0), jnp.zeros((1,) + images.shape[1:])))["params"]
     if path.exists():
-        return serialization.from_bytes(template["params"], path.read_bytes())
-    params = train_classifier(images, labels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(serialization.to_bytes(params))
+        params = serialization.from_bytes(template, path.read_bytes())
+    else:
+        print(f"training the in-project digit classifier (once; cached in {path})", flush=True)
+        params = train_classifier(images, labels)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(serialization.to_bytes(params))
+        os.replace(partial, path)
+    _LOADED[path] = params
     return params
 
 
 def classify(params, images_uint8: np.ndarray):
     """(features (n, 64), predicted labels (n,))."""
     x = jnp.asarray(images_uint8, jnp.float32) / 255.0
-    feats, logits = jax.jit(DigitClassifier().apply)({"params": params}, x)
+    feats, logits = _apply({"params": params}, x)
     return np.asarray(feats), np.asarray(jnp.argmax(logits, -1))
 
 

@@ -1,0 +1,37 @@
+"""JAX's persistent compilation cache, on by default for runs and tests.
+
+Compiled programs are stored under a user-level directory and reused by later processes with the
+same program, shapes, devices and JAX version, so a second run (or a re-run test suite) skips
+XLA compilation: 16 s for the default U-Net's train step on 2 CPU cores.
+
+    SCORELAB_COMPILATION_CACHE unset     ~/.cache/score_sde_jax/xla
+    SCORELAB_COMPILATION_CACHE=<dir>     that directory
+    SCORELAB_COMPILATION_CACHE=off (or 0, or empty)   no persistent cache
+
+The directory only grows; deleting it at any time is safe (programs are compiled again).
+"""
+import os
+import pathlib
+
+import jax
+
+ENV = "SCORELAB_COMPILATION_CACHE"
+DEFAULT = pathlib.Path.home() / ".cache" / "score_sde_jax" / "xla"
+OFF = ("", "0", "off", "false", "no")
+
+
+def enable_compilation_cache() -> pathlib.Path | None:
+    """Points JAX at the cache directory that `SCORELAB_COMPILATION_CACHE` names (see above);
+    returns it, or None when the cache is off. A directory the user gave JAX already is kept
+    when the variable is unset. `scorelab.train` and `scorelab.sample` call this."""
+    setting = os.environ.get(ENV)
+    if setting is not None and setting.strip().lower() in OFF:
+        return None
+    if setting is None and jax.config.jax_compilation_cache_dir:
+        return pathlib.Path(jax.config.jax_compilation_cache_dir)
+    path = pathlib.Path(setting).expanduser() if setting else DEFAULT
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # Most of this project's programs compile in 0.2-20 s; JAX's default threshold of 1 s
+    # would leave the many small ones out.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return path

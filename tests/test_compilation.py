@@ -1,0 +1,34 @@
+"""scorelab.compilation: the persistent cache's switch, and a second process compiling nothing."""
+import os
+import subprocess
+import sys
+
+PROGRAM = """
+import time, jax, jax.numpy as jnp
+from scorelab.compilation import enable_compilation_cache
+print(enable_compilation_cache())
+def f(x):  # about half a second of XLA compilation on a CPU core
+    for i in range(150):
+        x = jnp.tanh(x @ x.T + i) if i % 3 else jnp.sort(x, axis=i % 2)
+    return x
+tic = time.perf_counter()
+jax.jit(f).lower(jnp.ones((64, 64))).compile()
+print(time.perf_counter() - tic)
+"""
+
+
+def run(env):
+    out = subprocess.run([sys.executable, "-c", PROGRAM], env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=300, check=True)
+    path, seconds = out.stdout.split()
+    return path, float(seconds)
+
+
+def test_second_process_reads_the_cache_and_off_means_off(tmp_path):
+    cache = tmp_path / "xla"
+    path, cold = run({"SCORELAB_COMPILATION_CACHE": str(cache)})
+    assert path == str(cache) and any(cache.iterdir())
+    _, warm = run({"SCORELAB_COMPILATION_CACHE": str(cache)})
+    assert warm < cold / 2, (cold, warm)
+    path, _ = run({"SCORELAB_COMPILATION_CACHE": "off"})
+    assert path == "None"
