@@ -4,6 +4,7 @@ The library (`sde`, `samplers`, `models`) knows nothing of this package or of co
 data flow one way:
 
     config.py   checks and the upgrade of saved run configs
+    compilation.py  JAX's persistent compilation cache
     data/       data sets (one table of sources) and the input pipeline
     build.py    config -> SDE, network, optimiser, loss, score function
     step.py     the train state and one sharded optimiser step
