@@ -78,14 +78,7 @@ def compile_seconds_cold_and_warm() -> tuple[float, float]:
 
 def compile_only():
     enable_compilation_cache()
-    config = default.get_config()
-    dataset = data.load("digits")
-    sde, tx, model = build_sde(config), build_optimizer(config), build_model(config, dataset)
-    state = init_state(config, model, tx, dataset, jax.random.key(0))
-    batch = data.host_batch(dataset, 0, batch_size=config.training.batch_size, seed=0)
-    step = jax.jit(lambda s, b: train_step(
-        s, b, config=config, model=model, sde=sde, tx=tx, loss_fn=build_loss(config, sde),
-        is_image=True))
+    _, step, state, batch = setup(default.get_config(), data.load("digits"), make_mesh())
     start = time.perf_counter()
     step.lower(state, batch).compile()
     print(time.perf_counter() - start)
@@ -110,7 +103,9 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
 
 
-def bench(name, config, dataset, repeats, *, mesh):
+def setup(config, dataset, mesh):
+    """(model, the jitted train step, a replicated state, the first sharded batch), as
+    train.py lays them out."""
     sde, tx = build_sde(config), build_optimizer(config)
     model = build_model(config, dataset)
     state = jax.device_put(init_state(config, model, tx, dataset, jax.random.key(0)),
@@ -120,6 +115,11 @@ def bench(name, config, dataset, repeats, *, mesh):
     step = jax.jit(lambda s, b: train_step(
         s, b, config=config, model=model, sde=sde, tx=tx, loss_fn=build_loss(config, sde),
         is_image=dataset.is_image))
+    return model, step, state, batch
+
+
+def bench(name, config, dataset, repeats, *, mesh):
+    model, step, state, batch = setup(config, dataset, mesh)
     start = time.perf_counter()
     jax.block_until_ready(step(state, batch))
     compile_s = time.perf_counter() - start

@@ -2,7 +2,7 @@
 
 Compiled programs are stored under a user-level directory and reused by later processes with the
 same program, shapes, devices and JAX version, so a second run (or a re-run test suite) skips
-XLA compilation: 16 s for the default U-Net's train step on 2 CPU cores.
+XLA compilation (the default U-Net's train step: 13.6 s cold, 3.1 s warm on 2 CPU cores).
 
     SCORELAB_COMPILATION_CACHE unset     ~/.cache/score_sde_jax/xla
     SCORELAB_COMPILATION_CACHE=<dir>     that directory

@@ -34,9 +34,9 @@ def resolve_config_file(workdir: pathlib.Path, config) -> None:
     path = workdir / "config.json"
     new = json.loads(config.to_json_best_effort())
     if path.exists():
-        old = _flat(upgrade(json.loads(path.read_text())))
-        diffs = [k for k in old.keys() | _flat(new).keys()
-                 if old.get(k) != _flat(new).get(k)
+        old, flat = _flat(upgrade(json.loads(path.read_text()))), _flat(new)
+        diffs = [k for k in old.keys() | flat.keys()
+                 if old.get(k) != flat.get(k)
                  and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES)]
         if diffs:
             raise ConfigError(f"workdir {workdir} holds a run with a different config "
