@@ -1,5 +1,6 @@
-"""Diffrax glue: solver tables with their evaluation counts, fixed and adaptive solves, and the
-batched ODE solve that `ode_sample` and `log_likelihood` share.
+"""Diffrax glue: solver tables with their evaluation counts, fixed and adaptive solves, the
+batched ODE solve that `ode_sample` and `log_likelihood` share, and a Brownian path that
+reverse-mode differentiation can go through.
 
 Diffrax's `sol.stats` counts steps, not vector-field evaluations, so each solver's table entry
 says how many evaluations one step makes and how many the first step adds (first-same-as-last
@@ -9,6 +10,7 @@ against a host-side counter, so the NFE we report is the number of evaluations t
 from typing import NamedTuple
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -67,10 +69,44 @@ def solve(terms, solver: Solver, y0, t0: float, t1: float, *, num_steps=None, rt
     sol = diffrax.diffeqsolve(
         terms, solver.make(), t0, t1, dt0, y0, args, stepsize_controller=controller,
         saveat=diffrax.SaveAt(t1=True), max_steps=max_steps,
-        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint)
-    y1 = jax.tree_util.tree_map(lambda a: a[0], sol.ys)
-    nfe = solver.evals_per_step * sol.stats["num_steps"] + solver.initial_evals
-    return y1, nfe.astype(jnp.int32)
+        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        throw=False)
+    nfe = (solver.evals_per_step * sol.stats["num_steps"] + solver.initial_evals).astype(jnp.int32)
+    # A failed solve (max_steps reached) raises diffrax's own error. Diffrax's throw=True
+    # would pass the whole solution through the check's host callback, which gathers a batch
+    # sharded over several devices onto one; the check rides on the NFE instead, and the
+    # solution depends on it (by adding zero) so the check runs whenever the samples are used.
+    nfe = sol.result.error_if(nfe, sol.result != diffrax.RESULTS.successful)
+    y1 = jax.tree_util.tree_map(lambda a: a[0] + jnp.zeros((), a.dtype) * nfe, sol.ys)
+    return y1, nfe
+
+
+class StepBrownianPath(diffrax.AbstractBrownianPath):
+    """Independent Brownian increments (and space-time Levy areas) for the intervals of a fixed
+    grid: the increment over [t0, t1] is a pure function of (key, t0, t1).
+
+    It draws exactly what `diffrax.UnsafeBrownianPath` draws, which it evaluates. Diffrax
+    refuses that class by name for reverse-mode adjoints, because its increments are not a
+    consistent Brownian motion under step refinement; on a fixed grid queried once per
+    interval they are, and being a pure function of the times, the solve differentiates with
+    `RecursiveCheckpointAdjoint` like any other.
+    """
+
+    shape: jax.ShapeDtypeStruct = eqx.field(static=True)
+    levy_area: type = eqx.field(static=True)
+    key: jax.Array
+
+    @property
+    def t0(self):
+        return -jnp.inf
+
+    @property
+    def t1(self):
+        return jnp.inf
+
+    def evaluate(self, t0, t1=None, left=True, use_levy=False):
+        path = diffrax.UnsafeBrownianPath(self.shape, self.key, levy_area=self.levy_area)
+        return path.evaluate(t0, t1, left, use_levy)
 
 
 STEP_CONTROLS = ("batch", "per_sample")

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import lineax
 
 from samplers.common import check_sampler_args, tweedie_denoise
-from samplers.integrate import SDE_SOLVERS, solve
+from samplers.integrate import SDE_SOLVERS, StepBrownianPath, solve
 from sde import checks
 from sde.base import SDE, Batch, ScoreFn
 
@@ -19,6 +19,10 @@ def sde_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="euler_maruyam
     `num_steps` equal steps. The Brownian path has the full batch shape: every sample gets its own
     independent noise. Solvers: "euler_maruyama", "heun", "sea", "sra1", "shark" (the last three
     are additive-noise methods; SRA1 and ShARK are of strong order 1.5).
+
+    Differentiable in reverse mode (`jax.grad` through the samples, e.g. with respect to the
+    score's parameters): the fixed-step solve is checkpointed, and its Brownian increments are
+    a pure function of the key and the step.
     """
     checks.check_choice("solver", solver, list(SDE_SOLVERS))
     checks.check_int("num_steps", num_steps, low=1)
@@ -36,11 +40,10 @@ def sde_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="euler_maruyam
         return lineax.DiagonalLinearOperator(jnp.broadcast_to(g.reshape((-1,) + (1,) * (x.ndim - 1)),
                                                               x.shape))
 
-    brownian = diffrax.UnsafeBrownianPath(shape=jax.ShapeDtypeStruct(shape, x.dtype),
-                                          key=k_brownian, levy_area=SDE_SOLVERS[solver].levy_area)
+    brownian = StepBrownianPath(jax.ShapeDtypeStruct(shape, x.dtype),
+                                SDE_SOLVERS[solver].levy_area, k_brownian)
     terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, brownian))
-    x, nfe = solve(terms, SDE_SOLVERS[solver], x, 0.0, sde.T - eps, num_steps=num_steps,
-                   adjoint=diffrax.ForwardMode())
+    x, nfe = solve(terms, SDE_SOLVERS[solver], x, 0.0, sde.T - eps, num_steps=num_steps)
     if denoise:
         x, nfe = tweedie_denoise(sde, score_fn, x, eps), nfe + 1
     return x, nfe
