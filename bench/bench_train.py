@@ -91,7 +91,7 @@ def evaluation_stages(repeats=2) -> list[dict]:
     params = init_state(config, run.model, run.tx, run.dataset, jax.random.key(0)).params
     with tempfile.TemporaryDirectory() as workdir:
         evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
-                              dataset=run.dataset, workdir=workdir)
+                              dataset=run.dataset, workdir=workdir, mesh=make_mesh())
         return [{k: v for k, v in evaluator(params, step=i, eval_key=jax.random.key(i)).items()
                  if "time_" in k or "nfe" in k} for i in range(repeats)]
 

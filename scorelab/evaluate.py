@@ -2,19 +2,20 @@
 
 `Evaluator` compiles each of its functions once per run, with the parameters as arguments (a
 closure over them would make every parameter a constant of the program and recompile at every
-evaluation). Each stage prints one line with its time, and its time goes into the results.
+evaluation), and runs each over the same mesh as training. Each stage prints one line with its
+time, and its time goes into the results.
 """
 import pathlib
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from models.score import bind
 from samplers import bits_per_dim, log_likelihood
 from scorelab.build import score_fn_for
-from scorelab.data import host_batch, preprocess
+from scorelab.config import ConfigError
+from scorelab.data import host_batch, preprocess, shard_batch, to_host
 from scorelab.metrics import METRICS
 from scorelab.pictures import save_samples
 from scorelab.sampling import make_sample_fn
@@ -40,11 +41,18 @@ class Evaluator:
     - bits/dim (images) or NLL in nats (points) of `eval.num_likelihood` test examples.
     """
 
-    def __init__(self, config, *, model, sde, loss_fn, dataset, workdir: pathlib.Path):
+    def __init__(self, config, *, model, sde, loss_fn, dataset, workdir: pathlib.Path, mesh):
         self.config, self.dataset, self.workdir = config, dataset, pathlib.Path(workdir)
+        self.mesh, devices = mesh, mesh.size
         conditional = bool(config.model.conditional_classes)
-        self.test = host_batch(dataset, 0, batch_size=min(len(dataset.test), 256), seed=1,
-                               split="test")
+        # Every stage runs over the mesh's "data" axis, like training: the held-out batch is
+        # a multiple of the device count, the likelihood batch is padded up to one.
+        num_test = min(len(dataset.test), 256) // devices * devices
+        if num_test == 0:
+            raise ConfigError(f"data: {len(dataset.test)} test examples cannot be split over "
+                              f"{devices} devices for the held-out loss")
+        self.test = shard_batch(host_batch(dataset, 0, batch_size=num_test, seed=1,
+                                           split="test"), mesh)
         self.test_labels = self.test["labels"] if conditional else None
 
         def held_out_loss(params, x, labels, key):
@@ -54,11 +62,13 @@ class Evaluator:
 
         self.num_saved = config.sampling.num_samples
         num = max(self.num_saved, config.eval.num_metric_samples if dataset.metrics else 0)
-        self.sample = make_sample_fn(config, model, sde, num, dataset.data_shape)
+        self.sample = make_sample_fn(config, model, sde, num, dataset.data_shape, mesh)
 
         self.num_ll = min(config.eval.num_likelihood, len(dataset.test))
-        self.ll_labels = (jnp.asarray(dataset.test_labels[:self.num_ll]) if conditional
-                          else None)
+        if self.num_ll:
+            rows = np.minimum(np.arange(-(-self.num_ll // devices) * devices), self.num_ll - 1)
+            self.ll_batch = shard_batch({"x": dataset.test[rows], "labels": (
+                dataset.test_labels[rows] if conditional else None)}, mesh)
 
         def likelihood(params, x, labels, key):
             score = bind(score_fn_for(config, model, sde, labels=labels), params)
@@ -70,20 +80,20 @@ class Evaluator:
         self.likelihood = jax.jit(likelihood)
 
     def __call__(self, params, *, step: int, eval_key) -> dict:
+        """Every process calls it (its stages are collectives); process 0 writes the files."""
         k_loss, k_sample, k_ll = jax.random.split(eval_key, 3)
-        out = {"eval/loss": float(self.loss(params, jnp.asarray(self.test["x"]),
-                                            self.test_labels, k_loss))}
+        out = {"eval/loss": float(self.loss(params, self.test["x"], self.test_labels, k_loss))}
         c, data = self.config, self.dataset
 
         tic = time.perf_counter()
         x, nfe = self.sample(params, k_sample)
-        x = np.asarray(x)
+        saved = to_host(x[:self.num_saved])
         out.update({"eval/sample_nfe": int(nfe), "eval/time_sampling_s": _since(tic)})
         stem = self.workdir / "samples" / f"step_{step:07d}"
-        save_samples(x[:self.num_saved], stem, is_image=data.is_image,
-                     centered=c.data.centered)
-        say(f"  eval step {step}: {len(x)} samples, {c.sampling.method} sampler, NFE {int(nfe)}: "
-            f"{out['eval/time_sampling_s']:.1f} s -> {stem}.png")
+        if jax.process_index() == 0:
+            save_samples(saved, stem, is_image=data.is_image, centered=c.data.centered)
+        say(f"  eval step {step}: {x.shape[0]} samples, {c.sampling.method} sampler, NFE "
+            f"{int(nfe)}: {out['eval/time_sampling_s']:.1f} s -> {stem}.png")
 
         if data.metrics:
             tic = time.perf_counter()
@@ -96,10 +106,10 @@ class Evaluator:
 
         if self.num_ll:
             tic = time.perf_counter()
-            nll, nfe = self.likelihood(params, jnp.asarray(data.test[:self.num_ll]),
-                                       self.ll_labels, k_ll)
+            nll, nfe = self.likelihood(params, self.ll_batch["x"], self.ll_batch["labels"], k_ll)
             name = "eval/bpd" if data.is_image else "eval/nll_nats"
-            out.update({name: float(jnp.mean(nll)), "eval/time_likelihood_s": _since(tic)})
+            out.update({name: float(np.mean(to_host(nll)[:self.num_ll])),
+                        "eval/time_likelihood_s": _since(tic)})
             say(f"  eval step {step}: {name[5:]} {out[name]:.4f} on {self.num_ll} test "
                 f"examples, NFE {int(nfe)}: {out['eval/time_likelihood_s']:.1f} s")
         return out

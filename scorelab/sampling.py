@@ -4,6 +4,8 @@ configs/default.py; the config check runs the sampler's own argument checks.
 """
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from models.score import bind
 from samplers import ode_sample, pc_sample, sde_sample
@@ -47,11 +49,21 @@ def sample_labels(config, num: int):
     return jnp.arange(num) % n if n else None
 
 
-def make_sample_fn(config, model, sde, num: int, data_shape):
+def make_sample_fn(config, model, sde, num: int, data_shape, mesh):
     """The jitted `sample(params, key) -> (x, nfe)`: `num` samples of the network with the
-    configured sampler. The parameters are an argument, not constants of the program, so one
-    compilation serves every evaluation of a run."""
+    configured sampler, drawn in parallel over the mesh's "data" axis (the count is padded up
+    to a multiple of the devices; the extra samples are dropped, so the draw depends on the
+    device count only when `num` does not divide by it). The parameters are an argument, not
+    constants of the program, so one compilation serves every evaluation of a run."""
+    padded = -(-num // mesh.size) * mesh.size
+    rows = NamedSharding(mesh, P("data"))
+
     def sample(params, key):
-        score = score_fn_for(config, model, sde, labels=sample_labels(config, num))
-        return generate(config, sde, bind(score, params), key, num, data_shape)
+        score = bind(score_fn_for(config, model, sde, labels=sample_labels(config, padded)),
+                     params)
+        # Every evaluation of the network sees its batch split over the devices, and the
+        # compiler carries that split through the sampler's loop.
+        split = lambda x, t: score(jax.lax.with_sharding_constraint(x, rows), t)
+        x, nfe = generate(config, sde, split, key, padded, data_shape)
+        return x[:num], nfe
     return jax.jit(sample)

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from scorelab.build import score_fn_for
 from scorelab.data import preprocess
@@ -59,6 +61,14 @@ def train_step(state: TrainState, batch, *, config, model, sde, tx, loss_fn, is_
     kept = state.replace(step=state.step + 1)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, kept)
     return new, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+
+def replicated(abstract, mesh):
+    """`abstract`'s shapes and dtypes, placed whole on every device of `mesh` (what a
+    checkpoint restores into)."""
+    sharding = NamedSharding(mesh, P())
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
 
 
 def make_mesh():

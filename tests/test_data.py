@@ -26,18 +26,24 @@ def labelled(n=20):
     return data.Dataset(x, x[:6], np.arange(n, dtype=np.int32), np.arange(6, dtype=np.int32))
 
 
-def test_process_shares_make_up_the_global_batch_with_their_labels():
+def test_global_batch_is_placed_by_the_sharding_not_by_device_order():
+    """Each device's block of a global batch holds the rows the sharding assigns it, also on a
+    mesh whose device order is not the devices' own (as on some multi-host platforms)."""
     ds = labelled()
     whole = data.host_batch(ds, 5, batch_size=8, seed=0)
-    shares = [data.host_batch(ds, 5, batch_size=8, seed=0, process_index=i, process_count=2)
-              for i in range(2)]
-    for key in ("x", "labels"):
-        np.testing.assert_array_equal(np.concatenate([s[key] for s in shares]), whole[key])
     np.testing.assert_array_equal(whole["x"][:, 0, 0, 0], whole["labels"])
+    shuffled = np.array(jax.devices())[[2, 0, 3, 1]]
+    mesh = jax.sharding.Mesh(shuffled, ("data",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    batch = data.global_batch(ds, 5, sharding, batch_size=8, seed=0)
+    for key in ("x", "labels"):
+        np.testing.assert_array_equal(data.to_host(batch[key]), whole[key])
+        for shard in batch[key].addressable_shards:
+            np.testing.assert_array_equal(shard.data, whole[key][shard.index])
+    assert batch["x"].addressable_shards[0].device == shuffled[0]
+    np.testing.assert_array_equal(batch["x"].addressable_shards[0].data, whole["x"][:2])
     test = data.host_batch(ds, 0, batch_size=6, seed=1, split="test")
     assert sorted(test["labels"]) == list(range(6))
-    with pytest.raises(ValueError, match="must divide by the number of processes"):
-        data.host_batch(ds, 0, batch_size=9, seed=0, process_count=2)
     with pytest.raises(ValueError, match="split must be"):
         data.host_batch(ds, 0, batch_size=8, seed=0, split="val")
 

@@ -14,6 +14,7 @@ from configs import default, toy_vp
 from scorelab.commands import restore
 from scorelab.config import upgrade
 from scorelab.loop import train
+from scorelab.step import make_mesh
 from scorelab.workdir import read_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def expected_ema(workdir):
 @pytest.mark.parametrize("name", ["toy_v0_1", "digits_v0_1"])
 def test_v0_1_checkpoints_restore_bit_for_bit(name, tmp_path):
     workdir = copy_fixture(name, tmp_path)
-    config, run, state, step = restore(workdir)
+    config, run, state, step = restore(workdir, make_mesh())
     assert step == (6 if name.startswith("toy") else 2)
     leaves = jax.tree_util.tree_leaves(jax.device_get(state.ema_params))
     for a, b in zip(leaves, expected_ema(workdir), strict=True):

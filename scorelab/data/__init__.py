@@ -11,8 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from scorelab.data import images, toy
-from scorelab.data.pipeline import (DeviceBatches, batch_indices, host_batch, preprocess,
-                                     shard_batch, to_uint8)
+from scorelab.data.pipeline import (DeviceBatches, batch_indices, global_batch, host_batch,
+                                     preprocess, put_global, shard_batch, to_host, to_uint8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,5 +104,6 @@ def load(name: str, *, path: str = "", image_size: int = 0, seed: int = 0,
     return Dataset(*arrays, metrics=source.metrics)
 
 
-__all__ = ["Dataset", "Source", "SOURCES", "load", "DeviceBatches", "batch_indices", "host_batch",
-           "preprocess", "shard_batch", "to_uint8"]
+__all__ = ["Dataset", "Source", "SOURCES", "load", "DeviceBatches", "batch_indices",
+           "global_batch", "host_batch", "preprocess", "put_global", "shard_batch", "to_host",
+           "to_uint8"]

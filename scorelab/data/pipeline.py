@@ -1,10 +1,12 @@
-"""From a data set to the accelerator: the batch order, each process's slice, preprocessing.
+"""From a data set to the accelerator: the batch order, each process's rows, preprocessing.
 
 `batch_indices(step, ...)` is a pure function of the step, so a resumed run reads the same
-batches as an uninterrupted one. `host_batch` is the slice of a global batch that one process
-feeds (all of it with one process). `preprocess` (dequantisation, flips, scaling) is a pure
-function of the batch and a key that runs inside the jitted train step. `DeviceBatches` feeds
-the devices: resident small data sets, or a prefetching thread.
+batches as an uninterrupted one. Every process holds the whole data set on the host; a global
+batch is placed by its sharding's index map, so each process reads and transfers only the rows
+its own devices hold (`global_batch`, `put_global`), and `to_host` gathers results back.
+`preprocess` (dequantisation, flips, scaling) is a pure function of the batch and a key that
+runs inside the jitted train step. `DeviceBatches` feeds the devices: resident small data
+sets, or a prefetching thread.
 """
 import queue
 import threading
@@ -13,6 +15,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -32,21 +35,32 @@ def batch_indices(step: int, *, n: int, batch_size: int, seed: int) -> np.ndarra
     return out
 
 
-def host_batch(dataset, step: int, *, batch_size: int, seed: int, split: str = "train",
-               process_index: int = 0, process_count: int = 1) -> dict:
-    """Process `process_index`'s equal share of global batch `step`, as numpy arrays
-    {"x": ..., "labels": ...} ("labels" only when the data set has them)."""
+def _split(dataset, split: str):
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if batch_size % process_count:
-        raise ValueError(f"batch_size={batch_size} must divide by the number of processes "
-                         f"({process_count})")
-    x = dataset.train if split == "train" else dataset.test
-    y = dataset.train_labels if split == "train" else dataset.test_labels
-    idx = batch_indices(step, n=len(x), batch_size=batch_size, seed=seed)
-    share = batch_size // process_count
-    idx = idx[process_index * share:(process_index + 1) * share]
-    return {"x": x[idx]} if y is None else {"x": x[idx], "labels": y[idx]}
+    x, y = ((dataset.train, dataset.train_labels) if split == "train"
+            else (dataset.test, dataset.test_labels))
+    return {"x": x} if y is None else {"x": x, "labels": y}
+
+
+def host_batch(dataset, step: int, *, batch_size: int, seed: int, split: str = "train") -> dict:
+    """Global batch `step` as numpy arrays {"x": ..., "labels": ...} ("labels" only when the
+    data set has them)."""
+    arrays = _split(dataset, split)
+    idx = batch_indices(step, n=len(arrays["x"]), batch_size=batch_size, seed=seed)
+    return {k: a[idx] for k, a in arrays.items()}
+
+
+def global_batch(dataset, step: int, sharding, *, batch_size: int, seed: int,
+                 split: str = "train") -> dict:
+    """Global batch `step` as arrays with `sharding` (over the batch axis). Each process reads
+    only the rows its own devices hold, as the sharding's index map names them (device order
+    need not follow process order), so the batch is the same whatever the process count."""
+    arrays = _split(dataset, split)
+    idx = batch_indices(step, n=len(arrays["x"]), batch_size=batch_size, seed=seed)
+    return {k: jax.make_array_from_callback((batch_size, *a.shape[1:]), sharding,
+                                            lambda index, a=a: a[idx[index[0]]][:, *index[1:]])
+            for k, a in arrays.items()}
 
 
 def preprocess(batch, key, *, is_image: bool, centered: bool = True, dequantize: bool = False,
@@ -67,17 +81,32 @@ def preprocess(batch, key, *, is_image: bool, centered: bool = True, dequantize:
     return 2 * x - 1 if centered else x
 
 
-def to_uint8(x, *, centered: bool = True) -> np.ndarray:
-    """Model-space images back to uint8 (clipped)."""
-    x = (np.asarray(x) + 1) / 2 if centered else np.asarray(x)
-    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+def to_uint8(x, *, centered: bool = True):
+    """Model-space images back to uint8 (clipped); a jax.Array stays on its devices."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    x = (x + 1) / 2 if centered else x
+    return xp.clip(xp.round(x * 255), 0, 255).astype(xp.uint8)
+
+
+def put_global(tree, sharding):
+    """Host arrays that every process holds in full -> global arrays with `sharding`, each
+    process transferring only the blocks its own devices hold."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda index: a[index]),
+        tree)
 
 
 def shard_batch(batch, mesh):
-    """This process's numpy batch as its part of a global array sharded over the mesh."""
-    sharding = NamedSharding(mesh, P("data"))
-    return jax.tree_util.tree_map(
-        lambda a: jax.make_array_from_process_local_data(sharding, a), batch)
+    """A global batch held in full on the host -> arrays sharded over the mesh's "data" axis."""
+    return put_global(batch, NamedSharding(mesh, P("data")))
+
+
+def to_host(x) -> np.ndarray:
+    """All of a global array as numpy, on every process (a collective when it spans several
+    processes: every process must call it)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 class DeviceBatches:
@@ -95,12 +124,11 @@ class DeviceBatches:
         self.dataset, self.mesh, self.step = dataset, mesh, start
         self.batch_size, self.seed, self.wait_s = batch_size, seed, 0.0
         self.sharded = NamedSharding(mesh, P("data"))
-        arrays = {"x": dataset.train}
-        if dataset.train_labels is not None:
-            arrays["labels"] = dataset.train_labels
+        arrays = _split(dataset, "train")
+        self.replicated = NamedSharding(mesh, P())
         self.resident = sum(a.nbytes for a in arrays.values()) <= resident_bytes
         if self.resident:
-            self.arrays = jax.device_put(arrays, NamedSharding(mesh, P()))
+            self.arrays = put_global(arrays, self.replicated)
             self.gather = jax.jit(lambda arrays, idx: jax.tree_util.tree_map(
                 lambda a: a[idx], arrays), out_shardings=self.sharded)
         else:
@@ -109,15 +137,12 @@ class DeviceBatches:
             self.thread = threading.Thread(target=self._fill, daemon=True)
             self.thread.start()
 
-    def _host(self, step: int) -> dict:
-        return host_batch(self.dataset, step, batch_size=self.batch_size, seed=self.seed,
-                          process_index=jax.process_index(), process_count=jax.process_count())
-
     def _fill(self):
         step = self.step
         try:
             while not self.stopped.is_set():
-                self._put(shard_batch(self._host(step), self.mesh))
+                self._put(global_batch(self.dataset, step, self.sharded,
+                                       batch_size=self.batch_size, seed=self.seed))
                 step += 1
         except BaseException as e:  # surfaces in the training loop, not lost in the thread
             self._put(e)
@@ -134,7 +159,7 @@ class DeviceBatches:
         if self.resident:
             idx = batch_indices(self.step, n=len(self.dataset.train),
                                 batch_size=self.batch_size, seed=self.seed)
-            batch = self.gather(self.arrays, idx)
+            batch = self.gather(self.arrays, put_global(idx, self.replicated))
         else:
             batch = self.queue.get()
             if isinstance(batch, BaseException):

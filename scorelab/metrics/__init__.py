@@ -1,7 +1,8 @@
 """Sample-quality metrics that need no downloaded weights.
 
 Every entry of `METRICS` is `metric(samples, dataset, key, *, centered) -> {name: float}` with
-`samples` in model space; a data set lists the ones that apply to it (`scorelab.data.SOURCES`).
+`samples` in model space (a jax.Array, possibly sharded over the devices of several processes:
+`scorelab.data.to_host` gathers it, and every process calls every metric); a data set lists the ones that apply to it (`scorelab.data.SOURCES`).
 A new metric is one function and one entry here.
 """
 from scorelab.metrics.classifier import digit_classifier_metrics

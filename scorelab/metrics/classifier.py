@@ -11,7 +11,8 @@ import numpy as np
 import optax
 from flax import serialization
 
-from scorelab.data.pipeline import to_uint8
+from scorelab import distributed
+from scorelab.data.pipeline import to_host, to_uint8
 from scorelab.metrics.distances import frechet_distance
 
 CACHE = pathlib.Path.home() / ".cache" / "score_sde_jax"
@@ -62,31 +63,36 @@ _apply = jax.jit(DigitClassifier().apply)
 
 def load_or_train(images: np.ndarray, labels: np.ndarray):
     """The classifier for this training set, trained once (a few seconds; it says so) and cached
-    under ~/.cache; the file is written whole or not at all."""
+    under ~/.cache; the file is written whole or not at all. With several processes, process 0
+    loads or trains it and sends it to the others (hosts need not share a home directory)."""
     digest = hashlib.sha1(images.tobytes() + labels.tobytes()).hexdigest()[:12]
     path = CACHE / f"digit_classifier_{images.shape[1]}px_{digest}.msgpack"
     if path in _LOADED:
         return _LOADED[path]
     template = jax.eval_shape(lambda: DigitClassifier().init(
         jax.random.key(0), jnp.zeros((1,) + images.shape[1:])))["params"]
-    if path.exists():
-        params = serialization.from_bytes(template, path.read_bytes())
-    else:
+
+    def load_or_train_here():
+        if path.exists():
+            return serialization.from_bytes(template, path.read_bytes())
         print(f"training the in-project digit classifier (once; cached in {path})", flush=True)
-        params = train_classifier(images, labels)
+        params = jax.device_get(train_classifier(images, labels))
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_bytes(serialization.to_bytes(params))
         os.replace(partial, path)
-    _LOADED[path] = params
-    return params
+        return params
+    _LOADED[path] = distributed.on_writer(load_or_train_here, "training the digit classifier",
+                                          like=template)
+    return _LOADED[path]
 
 
-def classify(params, images_uint8: np.ndarray):
-    """(features (n, 64), predicted labels (n,))."""
-    x = jnp.asarray(images_uint8, jnp.float32) / 255.0
+def classify(params, images_uint8):
+    """(features (n, 64), predicted labels (n,)) as numpy. Images that are a jax.Array sharded
+    over several devices are classified where they are; only the features are gathered."""
+    x = jnp.asarray(images_uint8).astype(jnp.float32) / 255.0
     feats, logits = _apply({"params": params}, x)
-    return np.asarray(feats), np.asarray(jnp.argmax(logits, -1))
+    return to_host(feats), to_host(jnp.argmax(logits, -1))
 
 
 def digit_classifier_metrics(samples, dataset, key=None, *, centered: bool = True) -> dict:
