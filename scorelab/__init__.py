@@ -5,6 +5,7 @@ data flow one way:
 
     config.py   checks and the upgrade of saved run configs
     compilation.py  JAX's persistent compilation cache
+    distributed.py  several processes: the launch, one writer, agreed decisions
     data/       data sets (one table of sources) and the input pipeline
     build.py    config -> SDE, network, optimiser, loss, score function
     step.py     the train state and one sharded optimiser step

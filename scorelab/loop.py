@@ -4,6 +4,7 @@
 checkpoint of `workdir` (or initialises) and runs the loop: log, checkpoint, evaluate; SIGTERM
 saves and exits. Re-running it resumes along the same trajectory as an uninterrupted run.
 """
+import contextlib
 import functools
 import pathlib
 import signal
@@ -14,16 +15,17 @@ from typing import NamedTuple
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scorelab import data
+from scorelab import data, distributed
 from scorelab.build import build_loss, build_model, build_optimizer, build_sde
 from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError, check_training
 from scorelab.evaluate import Evaluator, say
 from scorelab.sampling import check_sampling
-from scorelab.step import TrainState, init_state, make_mesh, train_step
+from scorelab.step import TrainState, init_state, make_mesh, replicated, train_step
 from scorelab.workdir import MetricsLog, checkpoint_manager, resolve_config_file, \
     restore_latest_valid
 
@@ -61,69 +63,107 @@ def build(config) -> Run:
 
 
 def train(config, workdir: pathlib.Path) -> TrainState:
-    """Trains to `training.n_steps` in `workdir`; returns the final TrainState."""
-    workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
+    """Trains to `training.n_steps` in `workdir`; returns the final TrainState.
+
+    With several processes (`scorelab.distributed.start`) every process calls it with the
+    same config and workdir, a directory all of them see; process 0 writes the files.
+    """
+    workdir = check_workdir(workdir)
     enable_compilation_cache()
     mesh = make_mesh()
     check_training(config, mesh.size)
+    differ = distributed.same_everywhere(config.to_json_best_effort(sort_keys=True))
+    if differ:
+        raise ConfigError(f"processes {differ} were started with a config that differs from "
+                          f"process 0's: launch every process with the same flags")
     run = build(config)
-    resolve_config_file(workdir, config)
+    distributed.on_writer(lambda: resolve_config_file(workdir, config),
+                          f"checking {workdir / 'config.json'}")
+    if not distributed.all_true((workdir / "config.json").exists()):
+        raise ConfigError(f"--workdir={workdir} is not one directory that every process sees "
+                          f"(process 0 wrote config.json there, and another cannot read it): "
+                          f"put it on a filesystem all hosts mount")
 
-    replicated = NamedSharding(mesh, P())
     manager = checkpoint_manager(workdir, config.training.max_to_keep)
-    target = jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), run.abstract)
-    state, start = restore_latest_valid(manager, target, workdir)
+    state, start = restore_latest_valid(manager, replicated(run.abstract, mesh), workdir)
     if state is None:
         state = jax.device_put(init_state(config, run.model, run.tx, run.dataset,
-                                          jax.random.key(config.seed)), replicated)
+                                          jax.random.key(config.seed)), NamedSharding(mesh, P()))
     log = MetricsLog(workdir, start)
     step_fn = jax.jit(functools.partial(train_step, config=config, model=run.model, sde=run.sde,
                                         tx=run.tx, loss_fn=run.loss_fn,
                                         is_image=run.dataset.is_image), donate_argnums=0)
     evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
-                          dataset=run.dataset, workdir=workdir)
+                          dataset=run.dataset, workdir=workdir, mesh=mesh)
     state = run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, evaluator)
-    report(workdir, log)
+    if distributed.is_writer():
+        report(workdir, log)
     return state
+
+
+def check_workdir(workdir) -> pathlib.Path:
+    """The workdir as an absolute path (orbax needs one); object-store URLs are refused."""
+    if "://" in str(workdir):
+        raise ConfigError(f"--workdir={workdir}: object-store URLs are not supported; use a "
+                          f"directory on a filesystem every host mounts (NFS, Lustre, a GCS "
+                          f"FUSE mount)")
+    return pathlib.Path(workdir).resolve()
 
 
 def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluator):
     """Steps from `start` to n_steps: logs, checkpoints, evaluates; SIGTERM saves and exits."""
     t = config.training
-    stop = {"signal": None}
-    previous = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
     batches = data.DeviceBatches(dataset, mesh, start=start, batch_size=t.batch_size,
                                  seed=config.seed)
     pending, tic, tic_step, waited = [], time.perf_counter(), start, 0.0
     progress = _progress(t.n_steps, start)
-    try:
-        for step in range(start, t.n_steps):
-            state, metrics = step_fn(state, next(batches))
-            pending.append(metrics)
-            done = step + 1
-            if done % t.log_every == 0 or done == t.n_steps or stop["signal"]:
-                values = summarise(jax.device_get(pending), done, t.nonfinite)
-                elapsed = time.perf_counter() - tic
-                values["steps_per_sec"] = (done - tic_step) / elapsed
-                # The share of the interval the loop spent waiting for its next batch.
-                values["data_wait_fraction"] = (batches.wait_s - waited) / elapsed
-                log.write(done, values)
-                progress(done, values)
-                pending, tic, tic_step, waited = [], time.perf_counter(), done, batches.wait_s
-            if done % t.checkpoint_every == 0 or done == t.n_steps or stop["signal"]:
-                manager.save(done, args=ocp.args.StandardSave(state))
-            if stop["signal"]:
-                print(f"\nSIGTERM: saved step {done}, exiting")
-                break
-            if done % t.eval_every == 0 or done == t.n_steps:
-                eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), done)
-                log.write(done, evaluator(state.ema_params, step=done, eval_key=eval_key))
-    finally:
-        batches.close()
-        manager.wait_until_finished()
-        signal.signal(signal.SIGTERM, previous)
+    with _preemption() as preempted:
+        try:
+            for step in range(start, t.n_steps):
+                state, metrics = step_fn(state, next(batches))
+                pending.append(metrics)
+                done = step + 1
+                stop = preempted(done)
+                if done % t.log_every == 0 or done == t.n_steps or stop:
+                    values = summarise(jax.device_get(pending), done, t.nonfinite)
+                    elapsed = time.perf_counter() - tic
+                    values["steps_per_sec"] = (done - tic_step) / elapsed
+                    # The share of the interval the loop spent waiting for its next batch.
+                    values["data_wait_fraction"] = (batches.wait_s - waited) / elapsed
+                    log.write(done, values)
+                    progress(done, values)
+                    pending, tic, tic_step, waited = [], time.perf_counter(), done, batches.wait_s
+                if done % t.checkpoint_every == 0 or done == t.n_steps or stop:
+                    manager.save(done, args=ocp.args.StandardSave(state))
+                if stop:
+                    say(f"\nSIGTERM: saved step {done}, exiting")
+                    break
+                if done % t.eval_every == 0 or done == t.n_steps:
+                    eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), done)
+                    log.write(done, evaluator(state.ema_params, step=done, eval_key=eval_key))
+        finally:
+            batches.close()
+            manager.wait_until_finished()
     return state
+
+
+@contextlib.contextmanager
+def _preemption():
+    """`preempted(step)`: whether to save `step` and stop, because of a SIGTERM.
+
+    One process: our own SIGTERM handler. Several: JAX's preemption service, which hears a
+    SIGTERM on any host and names one step at which every process returns True, so all of
+    them enter the same save (a save that only some enter would hang the rest).
+    """
+    if jax.process_count() > 1:
+        yield multihost_utils.reached_preemption_sync_point
+        return
+    signals = []
+    previous = signal.signal(signal.SIGTERM, lambda s, f: signals.append(s))
+    try:
+        yield lambda step: bool(signals)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def report(workdir: pathlib.Path, log) -> None:

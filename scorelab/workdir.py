@@ -3,6 +3,9 @@
     <workdir>/config.json     the resolved config (one run per workdir)
     <workdir>/checkpoints/    orbax: the whole TrainState at chosen steps
     <workdir>/metrics.jsonl   one line per logged step, never twice; TensorBoard in tensorboard/
+
+With several processes, process 0 writes config.json, metrics and TensorBoard files; every
+process takes part in orbax's saves and restores.
 """
 import json
 import pathlib
@@ -13,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
+from scorelab import distributed
 from scorelab.config import RESUMABLE_CHANGES, ConfigError, upgrade
 
 
@@ -65,9 +69,18 @@ def restore_latest_valid(manager, target, workdir):
     """(state, step) from the newest checkpoint that restores and is finite, or (None, 0) when
     there is none. Unreadable ones (truncated files, a missing item, another model's shapes)
     are skipped with a warning; if every checkpoint is unreadable the run stops rather than
-    start again from scratch over them."""
+    start again from scratch over them.
+
+    With several processes the step is agreed: all of them try the same steps in the same
+    order and take the newest that every one of them restored.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    if distributed.same_everywhere(str(steps)):
+        raise RuntimeError(f"the processes see different checkpoints in {workdir}: is it one "
+                           f"directory that every host mounts?")
     failures = []
-    for step in sorted(manager.all_steps(), reverse=True):
+    for step in steps:
+        state, failure = None, None
         try:
             state = manager.restore(step, args=ocp.args.StandardRestore(target))
             if int(state.step) != step or not all(
@@ -75,12 +88,14 @@ def restore_latest_valid(manager, target, workdir):
                         (state.params, state.ema_params))):
                 raise ValueError(f"holds step {int(state.step)} or non-finite parameters")
         except Exception as e:  # orbax raises many types for damaged files
-            failures.append(f"step {step}: {type(e).__name__}: {str(e)[:200]}")
-            print(f"warning: checkpoint {step} in {workdir} cannot be restored "
-                  f"({failures[-1]}); trying an older one", file=sys.stderr)
-            continue
-        print(f"resumed from step {step} in {workdir}")
-        return state, step
+            failure = f"step {step}: {type(e).__name__}: {str(e)[:200]}"
+        if distributed.all_true(failure is None):
+            if distributed.is_writer():
+                print(f"resumed from step {step} in {workdir}")
+            return state, step
+        failures.append(failure or f"step {step}: another process could not restore it")
+        print(f"warning: checkpoint {step} in {workdir} cannot be restored ({failures[-1]}); "
+              f"trying an older one", file=sys.stderr)
     if failures:
         raise RuntimeError(f"no checkpoint in {workdir / 'checkpoints'} can be restored, and "
                            f"training will not start over them:\n" + "\n".join(failures))
@@ -92,12 +107,13 @@ class MetricsLog:
 
     def __init__(self, workdir: pathlib.Path, resume_step: int):
         self.path = workdir / "metrics.jsonl"
-        if self.path.exists():  # drop what a killed run logged past its last checkpoint
+        if distributed.is_writer() and self.path.exists():
+            # Drop what a killed run logged past its last checkpoint.
             lines = [ln for ln in self.path.read_text().splitlines()
                      if ln.strip() and json.loads(ln)["step"] <= resume_step]
             self.path.write_text("".join(ln + "\n" for ln in lines))
         self._tb = None
-        if jax.process_index() == 0:
+        if distributed.is_writer():
             try:
                 from tensorboardX import SummaryWriter
                 self._tb = SummaryWriter(str(workdir / "tensorboard"))
@@ -113,7 +129,8 @@ class MetricsLog:
         return {k: v for ln in lines if ln["step"] == newest for k, v in ln.items()}
 
     def write(self, step: int, values: dict):
-        if jax.process_index() != 0:
+        """Appends a line (process 0 only: the others' figures are the same)."""
+        if not distributed.is_writer():
             return
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
