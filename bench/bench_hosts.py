@@ -24,7 +24,7 @@ CONFIGS = {  # name: (config file, overrides)
     "toy MLP (batch 512)": ("configs/toy_vp.py", ["--config.training.batch_size=512"]),
     "default DDPM++ digits (batch 128)": ("configs/default.py", []),
 }
-CHEAP_EVAL = ["--config.sampling.num_samples=16", "--config.sampling.pc.num_steps=10",
+CHEAP_EVAL = ["--config.sampling.num_samples=16", "--config.sampling.pc.num_steps=25",
               "--config.eval.num_likelihood=4", "--config.eval.num_metric_samples=0"]
 
 
