@@ -78,14 +78,17 @@ def get_config():
         predictor="reverse_diffusion",  # euler_maruyama | reverse_diffusion | ancestral | none
         corrector="langevin",  # langevin | ald | none
         snr=0.16, n_corrector_steps=1,
-        num_steps=500))  # None: sde.N
+        num_steps=500,  # None: sde.N
+        time_grid="uniform"))  # uniform | karras | logsnr (samplers.grids)
     sampling.sde = ml_collections.ConfigDict(dict(  # samplers.sde_sample
         solver="euler_maruyama",  # euler_maruyama | heun | sea | sra1 | shark
-        num_steps=500))
+        num_steps=500, time_grid="uniform"))
     sampling.ode = ml_collections.ConfigDict(dict(  # samplers.ode_sample
-        solver="tsit5",  # euler | midpoint | heun | bosh3 | tsit5 | dopri5 | dopri8
+        # euler | midpoint | heun | bosh3 | tsit5 | dopri5 | dopri8 (diffrax), or
+        # ddim | dpmpp_2m | dpmpp_3m | edm_heun (few-step: need num_steps)
+        solver="tsit5",
         num_steps=ml_collections.config_dict.placeholder(int),  # None: adaptive, with rtol / atol
-        rtol=1e-5, atol=1e-5, denoise=True))
+        rtol=1e-5, atol=1e-5, denoise=True, time_grid="uniform"))
 
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.num_likelihood = 32  # held-out examples for bits/dim (0: skip)

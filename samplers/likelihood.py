@@ -19,54 +19,77 @@ from sde.base import SDE, Batch, ScoreFn, Times
 DIVERGENCES = ("exact", "rademacher", "gaussian")
 
 
-def drift_and_divergence(drift, x: Batch, t: Times, v: Batch, method: str) -> tuple[Batch, Times]:
+def drift_and_divergence(drift, x: Batch, t: Times, v, method: str):
     """(drift(x, t), per-sample div drift), exactly or by Hutchinson's estimator.
 
     Samples do not interact, so the Jacobian is block-diagonal over the batch and one
     Jacobian-vector product with tangent v gives every sample's J v at once. "exact" sums
-    e_d^T J e_d over the D basis vectors (D products); Hutchinson uses v^T J v with
-    E[v v^T] = I (Skilling 1989, Hutchinson 1990).
+    e_d^T J e_d over the D basis vectors (D products), divergence shape (batch, 1); Hutchinson
+    uses v_k^T J v_k with E[v v^T] = I (Skilling 1989, Hutchinson 1990) for each of the K
+    probes v of shape (K, batch, *data), divergence shape (batch, K). The drift is linearised
+    once, whatever the number of products.
     """
     fx, jvp = jax.linearize(lambda y: drift(y, t), x)
-    axes = tuple(range(1, x.ndim))
+    axes = tuple(range(2, x.ndim + 1))
     if method == "exact":
         d = math.prod(x.shape[1:])
-        basis = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype).reshape((d, 1) + x.shape[1:]),
-                                 (d,) + x.shape)
-        return fx, jnp.sum(jnp.sum(jax.vmap(jvp)(basis) * basis, axis=0), axis=axes)
-    return fx, jnp.sum(jvp(v) * v, axis=axes)
+        v = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype).reshape((d, 1) + x.shape[1:]),
+                             (d,) + x.shape)
+        return fx, jnp.sum(jax.vmap(jvp)(v) * v, axis=(0,) + axes)[:, None]
+    return fx, jnp.sum(jax.vmap(jvp)(v) * v, axis=axes).T
 
 
 def log_likelihood(sde: SDE, score_fn: ScoreFn, x: Batch, key, *, divergence="rademacher",
-                   rtol=1e-5, atol=1e-5, eps=1e-5, solver="tsit5",
-                   step_control="batch") -> tuple[Times, Batch, jax.Array]:
+                   rtol=1e-5, atol=1e-5, eps=1e-5, solver="tsit5", step_control="rms",
+                   num_probes: int = 1) -> tuple[Times, Batch, jax.Array]:
     """log p_eps(x) in nats per sample; returns (logp (batch,), z = x_T, nfe).
 
     `divergence`: "exact", or Hutchinson with "rademacher" or "gaussian" probes drawn from `key`
-    (one probe per sample, held fixed along the trajectory, which makes the estimate of log p
-    unbiased). `step_control` as in `ode_sample`. nfe counts evaluations of the ODE's vector
-    field (each one evaluation of score_fn, linearised for the divergence).
+    (held fixed along the trajectory, which makes the estimate of log p unbiased);
+    `num_probes` > 1 averages that many independent probes per sample, each costing one more
+    Jacobian-vector product per evaluation but no more evaluations (`log_likelihood_probes`
+    returns them one by one, for their spread). `step_control` as in `ode_sample`. nfe counts
+    evaluations of the ODE's vector field (each one evaluation of score_fn, linearised for the
+    divergence).
     """
+    logp, z, nfe = log_likelihood_probes(
+        sde, score_fn, x, key, divergence=divergence, rtol=rtol, atol=atol, eps=eps,
+        solver=solver, step_control=step_control, num_probes=num_probes)
+    return jnp.mean(logp, axis=-1), z, nfe
+
+
+def log_likelihood_probes(sde: SDE, score_fn: ScoreFn, x: Batch, key, *,
+                          divergence="rademacher", rtol=1e-5, atol=1e-5, eps=1e-5,
+                          solver="tsit5", step_control="rms", num_probes: int = 1):
+    """`log_likelihood` with every probe's estimate kept: returns (logp of shape
+    (batch, num_probes), z, nfe), one trajectory shared by the probes. Their mean is
+    `log_likelihood`'s result, and their variance over the probes divided by num_probes the
+    variance of that mean (for divergence="exact", num_probes must be 1)."""
     checks.check_choice("divergence", divergence, DIVERGENCES)
+    checks.check_int("num_probes", num_probes, low=1)
+    if divergence == "exact" and num_probes != 1:
+        raise ValueError(f"num_probes={num_probes} needs a Hutchinson divergence "
+                         f"('rademacher' or 'gaussian'); divergence='exact' is not random")
     check_ode_solver(solver, None, rtol, atol, step_control)
     checks.check_batch("x", x)
     check_sampler_args(sde, score_fn, tuple(x.shape), key, eps=eps, denoise=False)
-    if divergence == "gaussian":
-        v = jax.random.normal(key, x.shape, x.dtype)
-    else:
-        v = jax.random.rademacher(key, x.shape, x.dtype)
+    probes = (num_probes,) + tuple(x.shape)
+    draw = jax.random.normal if divergence == "gaussian" else jax.random.rademacher
+    # One probe is drawn with the batch's shape, as before num_probes existed.
+    v = draw(key, x.shape if num_probes == 1 else probes, x.dtype).reshape(probes)
     reverse = sde.reverse(score_fn, probability_flow=True)
     drift = lambda x, t: reverse.sde(x, t)[0]
 
     def vf(t, state, v):
         x = state[0]
         t = jnp.full((x.shape[0],), t, x.dtype)
-        return drift_and_divergence(drift, x, t, v, divergence)
+        return drift_and_divergence(drift, x, t, jnp.moveaxis(v, 1, 0), divergence)
 
-    (z, delta), nfe = solve_ode(vf, (x, jnp.zeros(x.shape[:1], x.dtype)), eps, sde.T,
+    width = 1 if divergence == "exact" else num_probes
+    (z, delta), nfe = solve_ode(vf, (x, jnp.zeros((x.shape[0], width), x.dtype)), eps, sde.T,
                                 solver=solver, rtol=rtol, atol=atol, step_control=step_control,
-                                args=v)
-    return sde.prior_logp(z) + delta, z, nfe
+                                args=jnp.moveaxis(v, 0, 1))
+    return sde.prior_logp(z)[:, None] + delta, z, nfe
 
 
 def bits_per_dim(sde: SDE, score_fn: ScoreFn, images, key, *, data_range=(-1.0, 1.0),

@@ -14,6 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from samplers import grids
 from samplers.common import check_sampler_args, tweedie_denoise
 from sde import checks
 from sde.base import SDE, Batch, ScoreFn, Times, batch_mul
@@ -24,34 +25,56 @@ def _noise_like(key, x):
 
 
 # ---- predictors: one step from t_k towards t_{k+1} ----
+#
+# On the uniform grid (t_next None) the steps are Song et al.'s: Euler-Maruyama with dt = T / N
+# and the discrete chain of `sde` (DDPM's betas, SMLD's sigmas). On any other grid they use the
+# exact Gaussian transition of the continuous SDE between t_next and t.
 
-def euler_maruyama(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key):
-    """x <- x - [f - g^2 score] dt + g sqrt(dt) z with dt = T / N (Song et al. eq. 6)."""
-    dt = sde.T / sde.N
+def _transition(sde: SDE, t: Times, t_next: Times):
+    """(r, G, ancestral std) of x_t = r x_{t_next} + G z, from the continuous marginals; the
+    ancestral std is that of the exact posterior of x_{t_next} given x_t and x_0."""
+    m, s = sde.mean_coeff(t), sde.std(t)
+    m_next, s_next = sde.mean_coeff(t_next), sde.std(t_next)
+    r = m / m_next
+    g = jnp.sqrt(jnp.maximum(jnp.square(s) - jnp.square(r * s_next), 0.0))
+    return r, g, s_next * g / s
+
+
+def euler_maruyama(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key, t_next=None):
+    """x <- x - [f - g^2 score] dt + g sqrt(dt) z with dt = T / N, or t - t_next (eq. 6)."""
+    dt = jnp.full_like(t, sde.T / sde.N) if t_next is None else t - t_next
     drift, g = sde.reverse(score_fn).sde(x, t)
-    return x - drift * dt + batch_mul(g * jnp.sqrt(dt), _noise_like(key, x)), 1
+    return x - batch_mul(dt, drift) + batch_mul(g * jnp.sqrt(dt), _noise_like(key, x)), 1
 
 
-def reverse_diffusion(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key):
+def reverse_diffusion(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key, t_next=None):
     """x_{i-1} = x_i - f_i + G_i^2 score + G_i z: the forward chain step reversed (eq. 46)."""
-    f, g = sde.reverse(score_fn).discretize(x, t)
+    if t_next is None:
+        f, g = sde.reverse(score_fn).discretize(x, t)
+    else:
+        r, g, _ = _transition(sde, t, t_next)
+        f = batch_mul(r - 1, x) - batch_mul(jnp.square(g), score_fn(x, t))
     return x - f + batch_mul(g, _noise_like(key, x)), 1
 
 
-def ancestral(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key):
+def ancestral(sde: SDE, score_fn: ScoreFn, x: Batch, t: Times, key, t_next=None):
     """Ancestral sampling of the discrete chain x_i = r_i x_{i-1} + G_i z (eq. 47).
 
     The mean (x_i + G_i^2 score) / r_i is the posterior mean of x_{i-1} given x_i and the Tweedie
     estimate of x_0; for VP it is DDPM's (x - beta / sqrt(1 - alpha_bar) eps) / sqrt(1 - beta). The
-    noise std is `sde.ancestral_std` (DDPM's sqrt(beta_i) for VP, the posterior std otherwise).
+    noise std is `sde.ancestral_std` (DDPM's sqrt(beta_i) for VP, the posterior std otherwise);
+    on a non-uniform grid, the posterior std of the continuous transition (DDIM with eta = 1).
     """
-    i = sde.time_index(t)
-    r, g = sde.discrete_transition(i)
+    if t_next is None:
+        i = sde.time_index(t)
+        (r, g), noise_std = sde.discrete_transition(i), sde.ancestral_std(i)
+    else:
+        r, g, noise_std = _transition(sde, t, t_next)
     mean = batch_mul(1 / r, x + batch_mul(jnp.square(g), score_fn(x, t)))
-    return mean + batch_mul(sde.ancestral_std(i), _noise_like(key, x)), 1
+    return mean + batch_mul(noise_std, _noise_like(key, x)), 1
 
 
-def no_predictor(sde, score_fn, x, t, key):
+def no_predictor(sde, score_fn, x, t, key, t_next=None):
     return x, 0
 
 
@@ -109,12 +132,16 @@ CORRECTORS = {"langevin": langevin, "ald": annealed_langevin, "none": no_correct
 
 def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_diffusion",
               corrector="langevin", snr=0.16, n_corrector_steps=1, num_steps=None, eps=1e-3,
-              denoise=True) -> tuple[Batch, jax.Array]:
+              denoise=True, time_grid="uniform") -> tuple[Batch, jax.Array]:
     """Samples of `shape` = (batch, *data) by predictor-corrector sampling; returns (x, nfe).
 
     `num_steps` (default `sde.N`) sets the number of grid points; the discrete chain used by the
     "reverse_diffusion" and "ancestral" predictors is then `sde.replace(N=num_steps)`, i.e. DDPM's
     betas (or SMLD's sigmas) for that many steps. `denoise` ends with one Tweedie step at t = eps.
+
+    `time_grid` "karras" or "logsnr" (`samplers.grids`) places the `num_steps` predictor steps
+    from T to eps by noise level instead; the predictors then step with the continuous SDE's
+    exact transitions between grid points (the discrete chain belongs to the uniform grid).
     """
     predictor = "none" if predictor is None else predictor
     corrector = "none" if corrector is None else corrector
@@ -123,12 +150,14 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
     checks.check_number("snr", snr, low=0.0, low_open=True)
     checks.check_int("n_corrector_steps", n_corrector_steps, low=0)
     checks.check_int("num_steps", num_steps, low=2, allow_none=True)
+    checks.check_choice("time_grid", time_grid, grids.TIME_GRIDS)
     if predictor == "none" and (corrector == "none" or n_corrector_steps == 0):
         raise ValueError("predictor and corrector are both 'none' (or n_corrector_steps=0): "
                          "nothing would move the prior sample; choose at least one of them")
     shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=denoise,
                                eps_low_open=False)
-    if num_steps is not None and num_steps != sde.N:
+    n = sde.N if num_steps is None else num_steps
+    if time_grid == "uniform" and n != sde.N:  # other grids do not use the discrete chain
         try:
             sde = sde.replace(N=num_steps)
         except ValueError as e:
@@ -141,15 +170,21 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
 
     def step(carry, inputs):
         x, nfe = carry
-        t, k = inputs
+        t, t_next, k = inputs
         k_c, k_p = jax.random.split(k)
         t = jnp.full((shape[0],), t, x.dtype)
+        t_next = None if t_next is None else jnp.full((shape[0],), t_next, x.dtype)
         x, n_c = correct(sde, score_fn, x, t, k_c)
-        x, n_p = predict(sde, score_fn, x, t, k_p)
+        x, n_p = predict(sde, score_fn, x, t, k_p, t_next)
         return (x, nfe + n_c + n_p), None
 
-    ts = jnp.linspace(sde.T, eps, sde.N)
-    (x, nfe), _ = jax.lax.scan(step, (x, jnp.int32(0)), (ts, jax.random.split(k_loop, sde.N)))
+    if time_grid == "uniform":  # Song et al.'s N grid points, each followed by a chain step
+        ts, t_nexts = jnp.linspace(sde.T, eps, n), None
+    else:
+        grid = grids.time_grid(sde, n, eps, time_grid)
+        ts, t_nexts = grid[:-1], grid[1:]
+    keys = jax.random.split(k_loop, n)
+    (x, nfe), _ = jax.lax.scan(step, (x, jnp.int32(0)), (ts, t_nexts, keys))
     if denoise:
         x, nfe = tweedie_denoise(sde, score_fn, x, eps), nfe + 1
     return x, nfe

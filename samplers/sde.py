@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import lineax
 
+from samplers import grids
 from samplers.common import check_sampler_args, tweedie_denoise
 from samplers.integrate import SDE_SOLVERS, StepBrownianPath, solve
 from sde import checks
@@ -11,12 +12,13 @@ from sde.base import SDE, Batch, ScoreFn
 
 
 def sde_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="euler_maruyama",
-               num_steps=1000, eps=1e-3, denoise=True) -> tuple[Batch, jax.Array]:
+               num_steps=1000, eps=1e-3, denoise=True,
+               time_grid="uniform") -> tuple[Batch, jax.Array]:
     """Integrates dx = [f - g^2 score] dt + g dw_bar from t = T down to t = eps; returns (x, nfe).
 
     Diffrax's Brownian paths run forward in time, so the solve is in s = T - t:
     dx = -[f(x, T - s) - g^2 score(x, T - s)] ds + g(T - s) dw_s, s in [0, T - eps], on
-    `num_steps` equal steps. The Brownian path has the full batch shape: every sample gets its own
+    `num_steps` steps placed by `time_grid` (`samplers.grids`). The Brownian path has the full batch shape: every sample gets its own
     independent noise. Solvers: "euler_maruyama", "heun", "sea", "sra1", "shark" (the last three
     are additive-noise methods; SRA1 and ShARK are of strong order 1.5).
 
@@ -26,6 +28,7 @@ def sde_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="euler_maruyam
     """
     checks.check_choice("solver", solver, list(SDE_SOLVERS))
     checks.check_int("num_steps", num_steps, low=1)
+    grids.check_time_grid(time_grid, num_steps)
     shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=denoise)
     k_prior, k_brownian = jax.random.split(key)
     x = sde.prior_sampling(k_prior, shape)
@@ -43,7 +46,8 @@ def sde_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="euler_maruyam
     brownian = StepBrownianPath(jax.ShapeDtypeStruct(shape, x.dtype),
                                 SDE_SOLVERS[solver].levy_area, k_brownian)
     terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, brownian))
-    x, nfe = solve(terms, SDE_SOLVERS[solver], x, 0.0, sde.T - eps, num_steps=num_steps)
+    s_grid = sde.T - grids.time_grid(sde, num_steps, eps, time_grid)
+    x, nfe = solve(terms, SDE_SOLVERS[solver], x, 0.0, sde.T - eps, ts=s_grid)
     if denoise:
         x, nfe = tweedie_denoise(sde, score_fn, x, eps), nfe + 1
     return x, nfe

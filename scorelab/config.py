@@ -46,15 +46,21 @@ _V01_UNET = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "
 
 
 # Fields added since v0.1, with the value that reproduces a run saved without them.
-_ADDED = {("training", "precision"): "float32"}
+_ADDED = {("training", "precision"): "float32",  # field path -> value of runs saved before it
+          ("sampling", "pc", "time_grid"): "uniform",
+          ("sampling", "sde", "time_grid"): "uniform",
+          ("sampling", "ode", "time_grid"): "uniform"}
 
 
 def upgrade(saved: dict) -> dict:
     """A run config as saved in `config.json`, in today's layout (v0.1 files are converted:
     same network, same sampler, same evaluation); today's files come back unchanged."""
     new = _from_v01(saved) if "ncsnpp" not in saved["model"] else copy.deepcopy(saved)
-    for (section, name), value in _ADDED.items():
-        new[section].setdefault(name, value)
+    for (*sections, name), value in _ADDED.items():
+        parent = new
+        for section in sections:
+            parent = parent[section]
+        parent.setdefault(name, value)
     return new
 
 

@@ -76,6 +76,30 @@ class SDE(abc.ABC):
     def prior_std(self):
         """p_T is approximated by N(0, prior_std^2 I)."""
 
+    # ---- the noise level sigma(t) = std(t) / m(t): x_t / m(t) = x_0 + sigma(t) z ----
+
+    def sigma(self, t: Times) -> Times:
+        """std(t) / m(t), increasing in t: the noise level of x_t / m(t) (EDM's sigma). Time
+        grids and the few-step solvers work in sigma, where every linear SDE's probability-flow
+        ODE is the same one, d(x / m) / d sigma = (x / m - E[x_0 | x_t]) / sigma."""
+        return self.std(t) / self.mean_coeff(t)
+
+    def time_of_sigma(self, sigma: Times) -> Times:
+        """The time t with sigma(t) = sigma, clipped to [0, T]; the inverse of `sigma`.
+
+        Default: 60 bisections of [0, T] (sigma is increasing); the SDEs here override it with
+        their closed forms.
+        """
+        def halve(_, bounds):
+            lo, hi = bounds
+            mid = (lo + hi) / 2
+            above = self.sigma(mid) >= sigma
+            return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
+        sigma = jnp.asarray(sigma)
+        lo, hi = jax.lax.fori_loop(0, 60, halve, (jnp.zeros_like(sigma),
+                                                  jnp.full_like(sigma, self.T)))
+        return (lo + hi) / 2
+
     # ---- the public members (docs/api.md) ----
 
     def sde(self, x: Batch, t: Times) -> tuple[Batch, Times]:

@@ -39,6 +39,12 @@ class VESDE(SDE):
     def drift_coeff(self, t):
         return jnp.zeros_like(t)
 
+    def sigma(self, t):
+        return self.std(t)
+
+    def time_of_sigma(self, sigma):
+        return jnp.clip(jnp.log(sigma / self.sigma_min) / self._log_ratio(), 0.0, self.T)
+
     def g2(self, t):
         return 2 * jnp.square(self.std(t)) * self._log_ratio()
 

@@ -42,6 +42,13 @@ class _BetaSchedule(SDE):
     def drift_coeff(self, t):
         return -0.5 * self.beta(t)
 
+    def _time_of_integral(self, b):
+        """The t >= 0 with B(t) = beta_min t + (beta_max - beta_min) t^2 / 2 = b, written as
+        2 b / (beta_min + sqrt(beta_min^2 + 2 (beta_max - beta_min) b)) to stay exact when
+        beta_max = beta_min."""
+        root = jnp.sqrt(self.beta_min**2 + 2 * (self.beta_max - self.beta_min) * b)
+        return jnp.clip(2 * b / (self.beta_min + root), 0.0, self.T)
+
     @property
     def prior_std(self):
         return 1.0
@@ -73,6 +80,13 @@ class VPSDE(_BetaSchedule):
 
     def g2(self, t):
         return self.beta(t)
+
+    def sigma(self, t):
+        """sqrt(exp(B(t)) - 1)."""
+        return jnp.sqrt(jnp.expm1(-2 * self._log_mean_coeff(t)))
+
+    def time_of_sigma(self, sigma):
+        return self._time_of_integral(jnp.log1p(jnp.square(sigma)))
 
     def discrete_marginal(self, i):
         _, log_ab, _ = self._discrete(i)
@@ -106,6 +120,13 @@ class subVPSDE(_BetaSchedule):
 
     def g2(self, t):
         return self.beta(t) * -jnp.expm1(4 * self._log_mean_coeff(t))
+
+    def sigma(self, t):
+        """(1 - m^2) / m = 2 sinh(B(t) / 2)."""
+        return 2 * jnp.sinh(-self._log_mean_coeff(t))
+
+    def time_of_sigma(self, sigma):
+        return self._time_of_integral(2 * jnp.arcsinh(sigma / 2))
 
     def discrete_marginal(self, i):
         _, log_ab, _ = self._discrete(i)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from samplers import bits_per_dim, log_likelihood, ode_sample
+from samplers import bits_per_dim, log_likelihood, log_likelihood_probes, ode_sample
 from sde import VESDE, VPSDE, GaussianMixture
 
 
@@ -23,12 +23,13 @@ def test_exact_divergence_matches_mixture_log_density(sde, mixture):
     np.testing.assert_allclose(logp, exact, atol=0.08)
 
 
-def test_batch_step_control_meets_the_tolerance_for_every_sample(mixture):
+def test_worst_sample_step_control_meets_the_tolerance_for_every_sample(mixture):
     """Shared steps with the worst-sample norm: each sample agrees with its own solve."""
     sde = VPSDE()
     x = mixture.sample(jax.random.key(0), 32)
     score = mixture.score_fn(sde)
-    shared, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact")
+    shared, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
+                                  step_control="worst_sample")
     own, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
                                step_control="per_sample")
     np.testing.assert_allclose(shared, own, atol=2e-4)
@@ -36,17 +37,19 @@ def test_batch_step_control_meets_the_tolerance_for_every_sample(mixture):
 
 @pytest.mark.parametrize("divergence", ["rademacher", "gaussian"])
 def test_hutchinson_is_unbiased(mixture, divergence):
-    """The average of Hutchinson estimates over probes equals the exact-trace result."""
+    """The average of Hutchinson estimates over probes equals the exact-trace result; the
+    probes of one call share a trajectory, and num_probes averages them."""
     sde, x = VPSDE(), mixture.sample(jax.random.key(0), 4)
     score = mixture.score_fn(sde)
     exact, _, _ = log_likelihood(sde, score, x, jax.random.key(0), divergence="exact")
-    xs = jnp.tile(x, (256, 1))  # 256 probes per point, one per copy
-    est, _, _ = log_likelihood(sde, score, xs, jax.random.key(1), divergence=divergence,
-                               rtol=1e-4, atol=1e-4)
-    est = est.reshape(256, 4)
-    se = est.std(0) / np.sqrt(256)
-    assert bool(jnp.all(est.std(0) > 1e-3))  # it is a random estimate...
-    assert bool(jnp.all(jnp.abs(est.mean(0) - exact) < 4 * se + 2e-3))  # ...of the right value
+    kwargs = dict(divergence=divergence, rtol=1e-4, atol=1e-4, num_probes=256)
+    est, _, _ = log_likelihood_probes(sde, score, x, jax.random.key(1), **kwargs)
+    assert est.shape == (4, 256)
+    se = est.std(1) / np.sqrt(256)
+    assert bool(jnp.all(est.std(1) > 1e-3))  # it is a random estimate...
+    assert bool(jnp.all(jnp.abs(est.mean(1) - exact) < 4 * se + 2e-3))  # ...of the right value
+    mean, _, _ = log_likelihood(sde, score, x, jax.random.key(1), **kwargs)
+    np.testing.assert_allclose(mean, est.mean(1), rtol=1e-6)
 
 
 def test_latent_round_trip(mixture):
