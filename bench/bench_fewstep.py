@@ -328,7 +328,8 @@ def print_case(case):
 
 
 PLOTTED = {  # (sampler, peer) -> line style
-    ("dpmpp_3m logsnr", None): "-", ("dpmpp_2m logsnr", None): "-", ("edm_heun karras", None): "-",
+    ("dpmpp_3m_pc logsnr", None): "-", ("dpmpp_3m logsnr", None): "-",
+    ("dpmpp_2m logsnr", None): "-", ("edm_heun karras", None): "-",
     ("sample_dpmpp_2m karras", "k-diffusion"): "--", ("sample_lms karras", "k-diffusion"): "--",
     ("sample_heun karras", "k-diffusion"): "--",
 }
