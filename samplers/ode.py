@@ -20,8 +20,9 @@ def ode_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="tsit5", rtol=
     Solvers: diffrax's (`samplers.ODE_SOLVERS`), adaptive (PI step control; `step_control` as
     in `samplers.integrate.solve_ode`) when `num_steps` is None; and the few-step solvers
     (`samplers.FEW_STEP_SOLVERS`: "ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_pc", "edm_heun"),
-    which need `num_steps`. Fixed steps are placed by `time_grid` (`samplers.grids`). `z` (shape `shape`)
-    replaces the prior draw: decoding a latent from `log_likelihood` gives the data point back.
+    which need `num_steps`. Fixed steps are placed by `time_grid` (`samplers.grids`). `z`
+    (shape `shape`) replaces the prior draw: decoding a latent from `log_likelihood` gives the
+    data point back.
     """
     if solver in FEW_STEP_SOLVERS:
         checks.check_int("num_steps", num_steps, low=1, allow_none=True)
