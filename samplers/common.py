@@ -19,8 +19,9 @@ def check_sampler_args(sde, score_fn, shape, key, *, eps, denoise, eps_low_open=
     return shape
 
 
-def tweedie_denoise(sde: SDE, score_fn: ScoreFn, x: Batch, t: float) -> Batch:
-    """E[x_0 | x_t] = (x_t + std(t)^2 score(x_t, t)) / m(t) (Tweedie's formula), no noise added."""
-    t = jnp.full((x.shape[0],), t, x.dtype)
+def tweedie_denoise(sde: SDE, score_fn: ScoreFn, x: Batch, t) -> Batch:
+    """E[x_0 | x_t] = (x_t + std(t)^2 score(x_t, t)) / m(t) (Tweedie's formula), no noise added;
+    `t` is a scalar or one time per sample."""
+    t = jnp.broadcast_to(jnp.asarray(t, x.dtype), (x.shape[0],))
     m, std = sde.mean_coeff(t), sde.std(t)
     return batch_mul(1 / m, x + batch_mul(jnp.square(std), score_fn(x, t)))

@@ -167,24 +167,39 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
 
     k_prior, k_loop = jax.random.split(key)
     x = sde.prior_sampling(k_prior, shape)
-
-    def step(carry, inputs):
-        x, nfe = carry
-        t, t_next, k = inputs
-        k_c, k_p = jax.random.split(k)
-        t = jnp.full((shape[0],), t, x.dtype)
-        t_next = None if t_next is None else jnp.full((shape[0],), t_next, x.dtype)
-        x, n_c = correct(sde, score_fn, x, t, k_c)
-        x, n_p = predict(sde, score_fn, x, t, k_p, t_next)
-        return (x, nfe + n_c + n_p), None
-
     if time_grid == "uniform":  # Song et al.'s N grid points, each followed by a chain step
         ts, t_nexts = jnp.linspace(sde.T, eps, n), None
     else:
         grid = grids.time_grid(sde, n, eps, time_grid)
         ts, t_nexts = grid[:-1], grid[1:]
-    keys = jax.random.split(k_loop, n)
-    (x, nfe), _ = jax.lax.scan(step, (x, jnp.int32(0)), (ts, t_nexts, keys))
+    x, nfe = run_chain(sde, score_fn, x, ts, t_nexts, k_loop, predict, correct)
     if denoise:
         x, nfe = tweedie_denoise(sde, score_fn, x, eps), nfe + 1
+    return x, nfe
+
+
+def run_chain(sde: SDE, score_fn: ScoreFn, x: Batch, ts, t_nexts, key, predict, correct, *,
+              cost=1, after=None) -> tuple[Batch, jax.Array]:
+    """Corrector then predictor at each ts[k] (shape (n,) or (n, batch): per-sample times),
+    stepping to t_nexts[k] (None: the discrete chain's next point); returns (x, nfe).
+
+    `cost` is the number of score evaluations one call of `score_fn` makes (a guided score is
+    several); `after(x, t_next, key)`, when given, acts on x after each step (a projection onto
+    observations).
+    """
+    batch = lambda t: jnp.broadcast_to(t, (x.shape[0],)).astype(x.dtype)
+
+    def step(carry, inputs):
+        x, nfe = carry
+        t, t_next, k = inputs
+        k_c, k_p = jax.random.split(k)
+        t, t_next = batch(t), None if t_next is None else batch(t_next)
+        x, n_c = correct(sde, score_fn, x, t, k_c)
+        x, n_p = predict(sde, score_fn, x, t, k_p, t_next)
+        if after is not None:
+            x = after(x, t_next, jax.random.fold_in(k, 2))
+        return (x, nfe + cost * (n_c + n_p)), None
+
+    keys = jax.random.split(key, ts.shape[0])
+    (x, nfe), _ = jax.lax.scan(step, (x, jnp.int32(0)), (ts, t_nexts, keys))
     return x, nfe
