@@ -3,6 +3,9 @@
     python train.py                                      # default config, workdir runs/default
     python train.py --config=configs/digits_ve.py --workdir=runs/ve --config.training.n_steps=500
     python train.py sample --workdir=runs/ve --sampler=ode --num=64
+    python train.py complete --mask=center        # also super-resolve, colorize, denoise,
+    python train.py denoise --noise_std=0.2       # reconstruct --operator=blur:1.0 (held-out
+                                                  # images conditioned on observations)
     python train.py --coordinator_address=host0:1234 --num_processes=2 --process_id=0  # per host
 
 Re-running the same command resumes from the newest checkpoint in the workdir, along the same
@@ -17,6 +20,7 @@ from ml_collections import config_flags
 import scorelab
 import scorelab.distributed
 from scorelab.sampling import SAMPLERS
+from scorelab.tasks import MASKS, TASKS, run_task
 
 ROOT = pathlib.Path(__file__).resolve().parent
 
@@ -27,7 +31,17 @@ _SAMPLER = flags.DEFINE_enum("sampler", "", ["", *SAMPLERS],
                              "sample: sampler (default: the run's).")
 _NUM = flags.DEFINE_integer("num", 64, "sample: number of samples.")
 _SEED = flags.DEFINE_integer("sample_seed", 0, "sample: seed of the sampler's key.")
-_OUT = flags.DEFINE_string("out", "", "sample: output path without extension.")
+_OUT = flags.DEFINE_string("out", "", "sample and the tasks: output path without extension.")
+_MASK = flags.DEFINE_string("mask", "center", f"complete: one of {list(MASKS)} or a .npy file "
+                            "of the image's height and width, nonzero = observed.")
+_NUM_STEPS = flags.DEFINE_integer("num_steps", None, "the tasks: reverse-chain steps (default: "
+                                   "the SDE's N, or N t* / T from the noise level t*).")
+_FACTOR = flags.DEFINE_integer("factor", 2, "super-resolve: the upsampling factor.")
+_NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "denoise, reconstruct: observation noise std "
+                                "in pixel units of [0, 1] images.")
+_OPERATOR = flags.DEFINE_string("operator", "blur:1.0", "reconstruct: blur:WIDTH (pixels), "
+                                "fourier:FRACTION (of the frequencies) or project:M (Gaussian "
+                                "rows).")
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -46,8 +60,9 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     command = argv[1] if len(argv) > 1 else "train"
-    if command not in ("train", "sample"):
-        raise app.UsageError(f"command must be 'train' or 'sample', got {command!r}")
+    if command not in ("train", "sample", *TASKS):
+        raise app.UsageError(f"command must be one of {['train', 'sample', *TASKS]}, got "
+                             f"{command!r}")
     scorelab.distributed.start(
         coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
         process_id=_PROCESS_ID.value, multihost=_MULTIHOST.value,
@@ -58,6 +73,11 @@ def main(argv):
     elif command == "sample":
         scorelab.sample(workdir, method=_SAMPLER.value, num=_NUM.value, seed=_SEED.value,
                         out=_OUT.value)
+    else:
+        run_task(workdir, command, num=_NUM.value if _NUM.present else 16, seed=_SEED.value,
+                 out=_OUT.value, mask=_MASK.value, factor=_FACTOR.value,
+                 noise_std=_NOISE_STD.value, operator=_OPERATOR.value,
+                 num_steps=_NUM_STEPS.value)
 
 
 if __name__ == "__main__":

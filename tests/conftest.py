@@ -5,6 +5,11 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+
+# JAX 0.10's asynchronous CPU dispatch can hang when jitted programs with LAPACK calls (the
+# mixture posterior's Cholesky solves) are queued without blocking; measured here, not seen
+# with synchronous dispatch.
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 import pytest  # noqa: E402
 
 from scorelab.compilation import enable_compilation_cache  # noqa: E402

@@ -1,0 +1,71 @@
+"""The observation commands (complete, super-resolve, colorize, denoise, reconstruct) on a tiny
+trained digits run."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scorelab.config import ConfigError
+from scorelab.tasks import make_mask, psnr, run_task, ssim
+from tests.test_layout import ROOT, copy_fixture
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_fixture("digits_v0_1", tmp_path_factory.mktemp("tasks"))
+
+
+def test_complete_keeps_observed_pixels_through_the_command_line(workdir):
+    proc = subprocess.run([sys.executable, "train.py", "complete", f"--workdir={workdir}",
+                           "--mask=half", "--num=4", "--num_steps=5"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stem = workdir / "tasks" / "complete_step_2"
+    rows = np.load(stem.with_suffix(".npz"))
+    observed = make_mask("half", rows["original"].shape, 0)
+    np.testing.assert_array_equal(rows["draws"][observed], rows["original"][observed])
+    figures = json.loads(stem.with_suffix(".json").read_text())
+    assert figures["nfe"] == 6 * 6 and figures["conditioned_on_labels"]
+    assert stem.with_suffix(".png").is_file() and "PSNR" in proc.stdout
+
+
+@pytest.mark.parametrize("task, options", [
+    ("super-resolve", {"factor": 2}),
+    ("denoise", {"noise_std": 0.2}),
+    ("reconstruct", {"operator": "fourier:0.5", "noise_std": 0.05}),
+])
+def test_tasks_write_their_rows_and_figures(workdir, tmp_path, task, options):
+    figures = run_task(workdir, task, num=3, out=str(tmp_path / task), num_steps=4, **options)
+    rows = np.load(tmp_path / f"{task}.npz")
+    assert rows["draws"].shape == rows["original"].shape == (3, 8, 8, 1)
+    assert np.isfinite(rows["draws"]).all() and np.isfinite(figures["psnr_draw"])
+    if task == "super-resolve":  # the block means of the draws are the observation's
+        blocks = lambda a: a.reshape(3, 4, 2, 4, 2, 1).mean((2, 4))
+        np.testing.assert_allclose(blocks(rows["draws"]), blocks(rows["original"]), atol=1e-5)
+    if task == "denoise":
+        assert "mean" in rows and figures["nfe"] >= 1 and "psnr_mean" in figures
+
+
+@pytest.mark.parametrize("task, options, message", [
+    ("colorize", {}, "colorize needs colour images"),
+    ("complete", {"mask": "nowhere.npy"}, "--mask must be one of"),
+    ("super-resolve", {"factor": 3}, "--factor=3 must divide the image size"),
+    ("denoise", {"noise_std": 1.5}, "--noise_std must be in [0, 1]"),
+    ("reconstruct", {"operator": "warp:2"}, "--operator must be blur:WIDTH"),
+    ("denoise", {"num_steps": 0}, "--num_steps must be >= 1"),
+])
+def test_bad_task_arguments_are_named(workdir, tmp_path, task, options, message):
+    with pytest.raises(ConfigError) as info:
+        run_task(workdir, task, num=2, out=str(tmp_path / "x"), **options)
+    assert message in str(info.value)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_psnr_and_ssim_of_known_images():
+    ref = np.random.default_rng(0).random((2, 8, 8, 1))
+    assert psnr(np.clip(ref + 0.1, 0, 1), ref) < psnr(np.clip(ref + 0.01, 0, 1), ref)
+    assert psnr(ref + 0.1, ref) == pytest.approx(20.0)  # MSE 0.01
+    assert ssim(ref, ref) == pytest.approx(1.0)
+    assert ssim(np.full_like(ref, 0.5), ref) < 0.5
