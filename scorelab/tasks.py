@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from models.score import bind
 from samplers import (colorize, denoise, inpaint, posterior_mean, solve_inverse, super_resolve)
-from samplers.operators import (BlockAverage, ChannelMean, FourierSampling, GaussianBlur, Mask,
+from samplers.operators import (BlockAverage, ChannelMean, FourierSampling, GaussianBlur,
                                 RandomProjection)
 from scorelab import distributed
 from scorelab.build import score_fn_for
@@ -140,7 +140,9 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
           "fourier": lambda: FourierSampling.create(shape[1:], number, seed),
           "project": lambda: RandomProjection.create(shape[1:], number, seed)}[kind]()
     y = op(x0) + noise_std * jax.random.normal(k_noise, (shape[0],) + op.out_shape)
-    shown = op.pinv(y) if op.gram is not None else op.adjoint(y)
+    # shown as an image: y itself for a blur, else the minimum-norm (or back-) projection
+    shown = (y if op.out_shape == shape[1:] else op.pinv(y) if op.gram is not None
+             else op.adjoint(y))
     return (lambda sde, s: solve_inverse(sde, s, y, op, noise_std, key, **steps)), shown, None
 
 
