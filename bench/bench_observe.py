@@ -111,7 +111,8 @@ def cells(quick: bool):
     for sde_name, sde in (("vp", VPSDE()), ("ve", VESDE())):
         for method, cg in [("exact start", 0)] + METHODS + [("projection", 0)]:
             for n_steps in steps:
-                yield f"12-D denoise ({sde_name})", sde, mixture_12d(), full, 0.5, method, cg, n_steps
+                yield (f"12-D denoise ({sde_name})", sde, mixture_12d(), full, 0.5, method, cg,
+                       n_steps)
 
 
 def main():
@@ -128,7 +129,8 @@ def main():
         r = run_cell(sde, prior, op, s, method, n_steps, n, keys, cg_steps=max(cg, 1))
         r.update(problem=name, noise_std=s, method=method, cg_steps=cg, steps=n_steps)
         rows.append(r)
-        print(f"{name:24} {s:5.2f} {method:12} {cg:3d} {n_steps:5d} {r['nfe']:6d} {r['sliced_w2']:7.3f} "
+        print(f"{name:24} {s:5.2f} {method:12} {cg:3d} {n_steps:5d} {r['nfe']:6d} "
+              f"{r['sliced_w2']:7.3f} "
               f"{r['floor']:6.3f} {r['rms_ratio']:9.2f} {r['seconds']:7.2f}", flush=True)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -185,17 +185,17 @@ def guided_score(sde: SDE, score_fn: ScoreFn, y, operator: Operator, noise_std, 
         s, dscore = jax.linearize(lambda x: score_fn(x, t), x)
         x0 = batch_mul(1 / m, x + batch_mul(jnp.square(std), s))
         jac = lambda v: batch_mul(1 / m, v + batch_mul(jnp.square(std), dscore(v)))
+        sigma2 = jnp.square(std / m)
         if method == "tweedie":
             cov = lambda v: batch_mul(jnp.square(std) / m, jac(v))
         else:
-            sigma2 = jnp.square(std / m)
             cov = lambda v: batch_mul(sigma2 / (1 + sigma2), v)
         residual = operator.restrict(y - operator(x0))
-        matvec = lambda w: batch_mul(noise_var, w) + operator.restrict(operator(cov(operator.adjoint(w))))
         if method == "pigdm" and operator.gram is not None:  # M is diagonal
-            sigma2 = jnp.square(std / m)
             v = batch_mul(1 / (noise_var + operator.gram * sigma2 / (1 + sigma2)), residual)
         else:
+            matvec = lambda w: batch_mul(noise_var, w) + operator.restrict(
+                operator(cov(operator.adjoint(w))))
             v = _cg(matvec, residual, cg_steps)
         (pull,) = jax.linear_transpose(jac, x)(operator.adjoint(v))
         return s + pull

@@ -1,4 +1,4 @@
-"""Linear observation operators: y = A x0 + noise_std n, the one model behind every conditional task.
+"""Linear observation operators: y = A x0 + noise_std n, the model of every conditional task.
 
 An operator is a small immutable pytree with `apply` (A on a batch, also `op(x)`) and `adjoint`
 (A^T, derived from `apply` by `jax.linear_transpose`, never written twice). Operators whose rows
@@ -113,13 +113,15 @@ class Mask(Operator):
 
     @classmethod
     def create(cls, mask, data_shape=None) -> "Mask":
+        concrete = not isinstance(mask, jax.core.Tracer)
+        values = np.asarray(mask) if concrete else None  # checked on the host, also in jit
         mask = jnp.asarray(mask)
         data_shape = tuple(mask.shape) if data_shape is None else tuple(data_shape)
         if tuple(mask.shape[-len(data_shape):]) != data_shape or mask.ndim > len(data_shape) + 1:
             raise ValueError(f"mask must have shape {data_shape} or (batch, *{data_shape}), "
                              f"got {tuple(mask.shape)}")
         if jnp.issubdtype(mask.dtype, jnp.floating) or jnp.issubdtype(mask.dtype, jnp.integer):
-            if not isinstance(mask, jax.core.Tracer) and not bool(jnp.all((mask == 0) | (mask == 1))):
+            if concrete and not np.all((values == 0) | (values == 1)):
                 raise ValueError("mask must hold only 0 and 1 (1 = observed), got other values")
         elif mask.dtype != jnp.bool_:
             raise TypeError(f"mask must be bool or numeric, got dtype {mask.dtype}")
