@@ -34,7 +34,6 @@ from sde import checks
 from sde.base import SDE, Batch, ScoreFn, batch_mul
 
 METHODS = ("tweedie", "pigdm", "projection")
-DEFAULT_METHOD = "tweedie"
 
 
 # ---- noise levels, start times and per-sample grids ----
@@ -216,7 +215,7 @@ def _replace_observed(sde: SDE, operator: Operator, y, noise_std):
 
 
 def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
-                  method=DEFAULT_METHOD, num_steps=None, eps=1e-3, cg_steps=4,
+                  method="tweedie", num_steps=None, eps=1e-3, cg_steps=4,
                   predictor="reverse_diffusion", corrector="none", snr=0.16,
                   n_corrector_steps=1) -> tuple[Batch, jax.Array]:
     """A draw from the model's posterior given y = operator(x0) + noise_std n; returns (x, nfe).
