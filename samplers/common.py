@@ -5,17 +5,26 @@ from sde import checks
 from sde.base import SDE, Batch, ScoreFn, batch_mul
 
 
-def check_sampler_args(sde, score_fn, shape, key, *, eps, denoise, eps_low_open=True):
-    """Checks what every sampler takes, before any work; returns `shape` as a tuple of ints."""
+def check_sde(sde):
     if not isinstance(sde, SDE):
         raise TypeError(f"sde must be an SDE (VPSDE, subVPSDE, VESDE, ...), got {sde!r}")
+
+
+def check_score(score_fn, shape):
+    """Traces score_fn on a batch of `shape` (no FLOPs): it must return an array like x."""
+    x = jnp.zeros(shape, jnp.float32)
+    checks.check_score_fn(score_fn, x, jnp.zeros(shape[:1], jnp.float32))
+
+
+def check_sampler_args(sde, score_fn, shape, key, *, eps, denoise, eps_low_open=True):
+    """Checks what every sampler takes, before any work; returns `shape` as a tuple of ints."""
+    check_sde(sde)
     shape = checks.check_shape("shape", shape)
     checks.check_key("key", key)
     checks.check_number("eps", eps, low=0.0, high=sde.T, low_open=eps_low_open, high_open=True)
     if not isinstance(denoise, bool):
         raise TypeError(f"denoise must be a bool, got {denoise!r}")
-    x = jnp.zeros(shape, jnp.float32)
-    checks.check_score_fn(score_fn, x, jnp.zeros(shape[:1], jnp.float32))
+    check_score(score_fn, shape)
     return shape
 
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers.common import check_sampler_args, tweedie_denoise
+from samplers.common import check_sampler_args, check_score, check_sde, tweedie_denoise
 from samplers.operators import BlockAverage, ChannelMean, Mask, Operator, as_operator, check_linear
 from samplers.pc import CORRECTORS, PREDICTORS, run_chain
 from sde import checks
@@ -109,17 +109,9 @@ def _start(sde: SDE, y: Batch, s):
     return t_star, batch_mul(sde.mean_coeff(t_star), y)
 
 
-def _check_y(name, y, sde, score_fn):
-    """What denoise, posterior_mean and edit take: an SDE, a batch and a score_fn for it."""
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be an SDE (VPSDE, subVPSDE, VESDE, ...), got {sde!r}")
-    checks.check_batch(name, y)
-    checks.check_score_fn(score_fn, jnp.zeros(y.shape, y.dtype), jnp.zeros(y.shape[:1], y.dtype))
-
-
-def _check_key_eps(key, eps, sde):
-    checks.check_key("key", key)
-    checks.check_number("eps", eps, low=0.0, high=sde.T, low_open=True, high_open=True)
+def _noiseless(s, like):
+    """Where noise_std is 0, as a mask shaped like `like` (those samples are given exactly)."""
+    return batch_mul(s == 0, jnp.ones_like(like, bool))
 
 
 def denoise(sde: SDE, score_fn: ScoreFn, y: Batch, noise_std, key, *, num_steps=None, eps=1e-3,
@@ -133,24 +125,26 @@ def denoise(sde: SDE, score_fn: ScoreFn, y: Batch, noise_std, key, *, num_steps=
     `corrector`, `snr` and `n_corrector_steps` are those of `pc_sample` (the chain steps with the
     continuous SDE's exact transitions on each sample's own grid).
     """
-    _check_y("y", y, sde, score_fn)
-    _check_key_eps(key, eps, sde)
+    checks.check_batch("y", y)
+    check_sampler_args(sde, score_fn, y.shape, key, eps=eps, denoise=True)
     chain = _chain_options(predictor, corrector, snr, n_corrector_steps)
     s = _noise_std(sde, noise_std, y, representable=True)
     t_star, x = _start(sde, y, s)
     n = _num_steps(sde, num_steps, t_star)
     x, nfe = _reverse_from(sde, score_fn, x, _grid(t_star, eps, n), key, chain)
-    return jnp.where(batch_mul(s, jnp.ones_like(y)) == 0, y, x), nfe
+    return jnp.where(_noiseless(s, y), y, x), nfe
 
 
 def posterior_mean(sde: SDE, score_fn: ScoreFn, y: Batch, noise_std) -> tuple[Batch, jax.Array]:
     """E[x0 | y] for y = x0 + noise_std n, by Tweedie's formula at t* from m(t*) y: one score
     evaluation, exact for the exact score; returns (mean, nfe = 1), the mean shaped like y."""
-    _check_y("y", y, sde, score_fn)
+    check_sde(sde)
+    checks.check_batch("y", y)
+    check_score(score_fn, y.shape)
     s = _noise_std(sde, noise_std, y, representable=True)
     t_star, x = _start(sde, y, s)
     mean = tweedie_denoise(sde, score_fn, x, t_star)
-    return jnp.where(batch_mul(s, jnp.ones_like(y)) == 0, y, mean), jnp.int32(1)
+    return jnp.where(_noiseless(s, y), y, mean), jnp.int32(1)
 
 
 # ---- linear inverse problems: a guided score, or a projection after each step ----
@@ -228,7 +222,7 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
     """
     checks.check_choice("method", method, METHODS)
     checks.check_int("cg_steps", cg_steps, low=1)
-    checks.check_number("eps", eps, low=0.0, high=sde.T, low_open=True, high_open=True)
+    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
     chain = _chain_options(predictor, corrector, snr, n_corrector_steps)
     operator = as_operator(operator, shape)
     checks.check_batch("y", y)
@@ -243,7 +237,7 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
     x_shape = (y.shape[0],) + tuple(operator.in_shape)
     check_sampler_args(sde, score_fn, x_shape, key, eps=eps, denoise=True)
     s = _noise_std(sde, noise_std, y, representable=False)
-    n = sde.N if num_steps is None else _num_steps(sde, num_steps, None)
+    n = sde.N if num_steps is None else num_steps
     k_prior, k_chain = jax.random.split(key)
     x = sde.prior_sampling(k_prior, x_shape, y.dtype)
     grid = _grid(jnp.full((x_shape[0],), sde.T, y.dtype), eps, n)
@@ -255,7 +249,7 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
                                     cg_steps=cg_steps)
         x, nfe = _reverse_from(sde, guided, x, grid, k_chain, chain, cost=cost)
     if operator.gram is not None:
-        x = jnp.where(batch_mul(s == 0, jnp.ones_like(x, bool)), operator.project(x, y), x)
+        x = jnp.where(_noiseless(s, x), operator.project(x, y), x)
     return x, nfe
 
 
@@ -304,8 +298,8 @@ def edit(sde: SDE, score_fn: ScoreFn, x0: Batch, key, *, t_start=0.5, num_steps=
          n_corrector_steps=1) -> tuple[Batch, jax.Array]:
     """SDEdit (Meng et al. 2022): x_t = m x0 + std z at t_start, then the reverse chain over
     `num_steps` steps (default ceil(N t_start / T)) to eps and a Tweedie step."""
-    _check_y("x0", x0, sde, score_fn)
-    _check_key_eps(key, eps, sde)
+    checks.check_batch("x0", x0)
+    check_sampler_args(sde, score_fn, x0.shape, key, eps=eps, denoise=True)
     checks.check_number("t_start", t_start, low=eps, high=sde.T, low_open=True)
     chain = _chain_options(predictor, corrector, snr, n_corrector_steps)
     t = jnp.full((x0.shape[0],), t_start, x0.dtype)

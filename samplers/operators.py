@@ -27,14 +27,13 @@ import numpy as np
 from sde import checks
 
 
-def register_operator(cls=None, *, meta=()):
-    """Makes `cls` a frozen dataclass pytree whose fields in `meta` are static."""
+def register_operator(*, meta=()):
+    """A class decorator: a frozen dataclass pytree whose fields in `meta` are static."""
     def wrap(cls):
         cls = dataclasses.dataclass(frozen=True)(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-        data = [n for n in names if n not in meta]
+        data = [f.name for f in dataclasses.fields(cls) if f.name not in meta]
         return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=list(meta))
-    return wrap if cls is None else wrap(cls)
+    return wrap
 
 
 class Operator(abc.ABC):
@@ -323,11 +322,10 @@ def check_linear(operator: Operator, key=None, rtol: float = 1e-4):
     (`jax.linear_transpose` would accept an affine function; superposition does not.) Skipped
     when the operator's data are traced (inside jit), where nothing can be evaluated.
     """
-    with jax.ensure_compile_time_eval():
-        u, v = jax.random.normal(jax.random.key(0) if key is None else key,
-                                 (2, 1) + tuple(operator.in_shape))
     a, b = 0.7, -1.3
     with jax.ensure_compile_time_eval():  # evaluated now, also inside jit
+        u, v = jax.random.normal(jax.random.key(0) if key is None else key,
+                                 (2, 1) + tuple(operator.in_shape))
         lhs, rhs = operator(a * u + b * v), a * operator(u) + b * operator(v)
         err = jnp.max(jnp.abs(lhs - rhs)) + jnp.max(jnp.abs(operator(jnp.zeros_like(u))))
         scale = jnp.max(jnp.abs(rhs)) + 1e-12

@@ -19,8 +19,9 @@ def sde_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="euler_maruyam
     Diffrax's Brownian paths run forward in time, so the solve is in s = T - t:
     dx = -[f(x, T - s) - g^2 score(x, T - s)] ds + g(T - s) dw_s, s in [0, T - eps], on
     `num_steps` steps placed by `time_grid` (`samplers.grids`). The Brownian path has the full
-    batch shape: every sample gets its own independent noise. Solvers: "euler_maruyama", "heun", "sea", "sra1", "shark" (the last three
-    are additive-noise methods; SRA1 and ShARK are of strong order 1.5).
+    batch shape: every sample gets its own independent noise. Solvers: "euler_maruyama", "heun",
+    "sea", "sra1", "shark" (the last three are additive-noise methods; SRA1 and ShARK are of
+    strong order 1.5).
 
     Differentiable in reverse mode (`jax.grad` through the samples, e.g. with respect to the
     score's parameters): the fixed-step solve is checkpointed, and its Brownian increments are

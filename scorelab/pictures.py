@@ -7,12 +7,14 @@ import numpy as np
 from scorelab.data.pipeline import to_uint8
 
 
-def image_grid(images: np.ndarray, *, pad: int = 1) -> np.ndarray:
-    """uint8 (n, H, W, C) -> one uint8 (rows (H + pad), cols (W + pad), C) grid, near square."""
+def image_grid(images: np.ndarray, *, pad: int = 1, cols: int | None = None,
+               fill: int = 0) -> np.ndarray:
+    """uint8 (n, H, W, C) -> one uint8 (rows (H + pad), cols (W + pad), C) grid filled row by
+    row, near square unless `cols` is given; `fill` is the padding's grey level."""
     n, h, w, c = images.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = math.ceil(math.sqrt(n)) if cols is None else cols
     rows = math.ceil(n / cols)
-    grid = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.uint8)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, np.uint8)
     for i, im in enumerate(images):
         r, q = divmod(i, cols)
         grid[pad + r * (h + pad):pad + r * (h + pad) + h,
@@ -29,10 +31,19 @@ def scatter_image(points: np.ndarray, *, size: int = 256, extent: float = 4.0) -
     return np.round(255 * shade[::-1]).astype(np.uint8)[..., None]
 
 
-def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True) -> None:
-    """Writes `stem`.npz (model-space floats, and uint8 images) and `stem`.png."""
+def save_png(picture: np.ndarray, path: pathlib.Path) -> None:
+    """A uint8 (H, W, C) picture as a PNG; small ones (8x8 digits) are enlarged by an integer
+    factor to about 256 pixels high so that they are readable."""
     from PIL import Image
 
+    scale = max(1, 256 // picture.shape[0])
+    picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
+
+
+def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True) -> None:
+    """Writes `stem`.npz (model-space floats, and uint8 images) and `stem`.png."""
     stem = pathlib.Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     x = np.asarray(x)
@@ -40,11 +51,7 @@ def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True
         images = to_uint8(x, centered=centered)
         np.savez_compressed(stem.with_suffix(".npz"), samples=x, images=images)
         picture = image_grid(images)
-        # Small images (8x8 digits) are enlarged so the PNG is readable.
-        scale = max(1, 256 // picture.shape[0])
-        picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
     else:
         np.savez_compressed(stem.with_suffix(".npz"), samples=x)
-        picture = scatter_image(x)
-    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(
-        stem.with_suffix(".png"))
+        picture = scatter_image(x)  # 256 pixels high: not enlarged
+    save_png(picture, stem.with_suffix(".png"))

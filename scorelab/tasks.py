@@ -27,6 +27,7 @@ from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError
 from scorelab.data import preprocess, to_uint8
 from scorelab.loop import check_workdir
+from scorelab.pictures import image_grid, save_png
 from scorelab.step import make_mesh
 
 TASKS = ("complete", "super-resolve", "colorize", "denoise", "reconstruct")
@@ -130,7 +131,7 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
                               f"channel(s)")
         gray = ChannelMean.create(shape[1:])(x0)
         return (lambda sde, s: colorize(sde, s, gray, key, **steps)), jnp.repeat(gray, 3, -1), None
-    k_noise, k_op = jax.random.split(jax.random.fold_in(key, 1))
+    k_noise, _ = jax.random.split(jax.random.fold_in(key, 1))
     if task == "denoise":
         y = x0 + noise_std * jax.random.normal(k_noise, shape)
         return ((lambda sde, s: denoise(sde, s, y, noise_std, key, **steps)), y,
@@ -199,17 +200,7 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     return figures
 
 
-def save_rows(rows, stem: pathlib.Path, pad: int = 1) -> None:
-    """One PNG with each list of uint8 images (n, H, W, C) as a row (enlarged when small)."""
-    from PIL import Image
-
-    n, h, w, c = rows[0].shape
-    grid = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, c), 255, np.uint8)
-    for r, images in enumerate(rows):
-        for i, im in enumerate(images):
-            top, left = pad + r * (h + pad), pad + i * (w + pad)
-            grid[top:top + h, left:left + w] = im
-    scale = max(1, 256 // grid.shape[0])
-    grid = np.repeat(np.repeat(grid, scale, 0), scale, 1)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(stem.with_suffix(".png"))
+def save_rows(rows, stem: pathlib.Path) -> None:
+    """One PNG with each list of uint8 images (n, H, W, C) as a row, on white."""
+    grid = image_grid(np.concatenate(rows), cols=len(rows[0]), fill=255)
+    save_png(grid, stem.with_suffix(".png"))
