@@ -3,6 +3,8 @@
     python train.py                                      # default config, workdir runs/default
     python train.py --config=configs/digits_ve.py --workdir=runs/ve --config.training.n_steps=500
     python train.py sample --workdir=runs/ve --sampler=ode --num=64
+    python train.py sample --workdir=runs/cfg --class=3 --guidance=2   # configs/digits_cfg.py
+    python train.py sample --classifier=runs/digits_classifier --class=all   # classifier guidance
     python train.py complete --mask=center        # also super-resolve, colorize, denoise,
     python train.py denoise --noise_std=0.2       # reconstruct --operator=blur:1.0 (held-out
                                                   # images conditioned on observations)
@@ -31,6 +33,13 @@ _SAMPLER = flags.DEFINE_enum("sampler", "", ["", *SAMPLERS],
                              "sample: sampler (default: the run's).")
 _NUM = flags.DEFINE_integer("num", 64, "sample: number of samples.")
 _SEED = flags.DEFINE_integer("sample_seed", 0, "sample: seed of the sampler's key.")
+_CLASS = flags.DEFINE_string("class", "", "sample: a class index or 'all' (the classes in "
+                             "turn), for a class-conditional run or with --classifier.")
+_GUIDANCE = flags.DEFINE_float("guidance", None, "sample: guidance scale (classifier-free for a "
+                               "run trained with label dropout, else with --classifier; "
+                               "default 1: the conditional score).")
+_CLASSIFIER = flags.DEFINE_string("classifier", "", "sample: workdir of a classifier run "
+                                  "(model.name='classifier') that guides this unconditional run.")
 _OUT = flags.DEFINE_string("out", "", "sample and the tasks: output path without extension.")
 _MASK = flags.DEFINE_string("mask", "center", f"complete: one of {list(MASKS)} or a .npy file "
                             "of the image's height and width, nonzero = observed.")
@@ -72,7 +81,8 @@ def main(argv):
         scorelab.train(_CONFIG.value, workdir)
     elif command == "sample":
         scorelab.sample(workdir, method=_SAMPLER.value, num=_NUM.value, seed=_SEED.value,
-                        out=_OUT.value)
+                        out=_OUT.value, label=_CLASS.value, guidance=_GUIDANCE.value,
+                        classifier=_CLASSIFIER.value)
     else:
         run_task(workdir, command, num=_NUM.value if _NUM.present else 16, seed=_SEED.value,
                  out=_OUT.value, mask=_MASK.value, factor=_FACTOR.value,

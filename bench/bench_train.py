@@ -33,7 +33,7 @@ from jax.sharding import PartitionSpec as P
 
 from configs import cifar10_ddpmpp_continuous, default
 from scorelab import data
-from scorelab.build import build_loss, build_model, build_optimizer, build_sde
+from scorelab.build import build_model, build_objective, build_optimizer, build_sde
 from scorelab.compilation import enable_compilation_cache
 from scorelab.evaluate import Evaluator
 from scorelab.loop import build
@@ -90,8 +90,7 @@ def evaluation_stages(repeats=2) -> list[dict]:
     run = build(config)
     params = init_state(config, run.model, run.tx, run.dataset, jax.random.key(0)).params
     with tempfile.TemporaryDirectory() as workdir:
-        evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
-                              dataset=run.dataset, workdir=workdir, mesh=make_mesh())
+        evaluator = Evaluator(config, run, workdir, make_mesh())
         return [{k: v for k, v in evaluator(params, step=i, eval_key=jax.random.key(i)).items()
                  if "time_" in k or "nfe" in k} for i in range(repeats)]
 
@@ -113,7 +112,7 @@ def setup(config, dataset, mesh):
     batch = data.shard_batch(
         data.host_batch(dataset, 0, batch_size=config.training.batch_size, seed=0), mesh)
     step = jax.jit(lambda s, b: train_step(
-        s, b, config=config, model=model, sde=sde, tx=tx, loss_fn=build_loss(config, sde),
+        s, b, config=config, tx=tx, objective=build_objective(config, sde, model),
         is_image=dataset.is_image))
     return model, step, state, batch
 

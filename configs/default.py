@@ -31,11 +31,14 @@ def get_config():
     sde.N = 1000  # steps of the discrete chain (DDPM / SMLD) and of the default PC sampler
 
     config.model = model = ml_collections.ConfigDict()
-    model.name = "ncsnpp"  # ncsnpp (DDPM++ / NCSN++ U-Net) | mlp (toy data); its section below
+    model.name = "ncsnpp"  # ncsnpp (DDPM++ / NCSN++ U-Net) | mlp (toy data) | classifier
     model.parameterization = "noise"  # noise (DDPM++) | scaled_score (NCSN++) | score
     model.time_input = "time"  # time (t * 999, positional embedding) | log_std (Fourier features)
     model.ema_rate = 0.999  # EMA of the parameters, used for evaluation and sampling
     model.conditional_classes = 0  # > 0: class-conditional on that many labels
+    # > 0: that share of training labels is replaced by a null label, so one network gives
+    # the conditional and the unconditional score (classifier-free guidance).
+    model.label_dropout = 0.0
     # The U-Net's attributes (models/unet.py; every one is listed, at the DDPM++ cont. values
     # unless set here): a 180k-parameter DDPM++ for 8x8 images, about 80 ms a step on 2 CPU
     # cores. The paper's CIFAR-10 networks are in configs/cifar10_*.py.
@@ -43,6 +46,11 @@ def get_config():
         nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
     # The MLP's attributes (models/mlp.py), used when model.name == "mlp".
     model.mlp = ml_collections.ConfigDict(dict(hidden=128, depth=3, embed_dim=64))
+    # The noise-conditional classifier's attributes (models/classifier.py), used when
+    # model.name == "classifier": the run then trains log p_t(y | x_t) for classifier guidance.
+    model.classifier = ml_collections.ConfigDict(dict(
+        nf=32, ch_mult=(1, 2), num_res_blocks=1, dropout=0.1, embedding_type="positional",
+        fourier_scale=16.0))
 
     config.training = training = ml_collections.ConfigDict()
     training.batch_size = 128  # global batch, split over all devices

@@ -74,6 +74,19 @@ class GaussianFourierProjection(nn.Module):
 
 # ---- init, convolutions, normalisation ----
 
+def time_embedding(time_input: Float[Array, "b"], nf: int, embedding_type: str,
+                   fourier_scale: float) -> Float[Array, "b 4nf"]:
+    """The U-Nets' time embedding, (b,) -> (b, 4 nf): sinusoidal with nf dims ("positional")
+    or Gaussian Fourier features with 2 nf dims ("fourier"), then Dense(4 nf), SiLU,
+    Dense(4 nf). Call it inside a compact module: its layers belong to that module."""
+    if embedding_type == "fourier":
+        temb = GaussianFourierProjection(embedding_size=nf, scale=fourier_scale)(time_input)
+    else:
+        temb = sinusoidal_embedding(time_input, nf)
+    temb = dense(4 * nf)(temb)  # built first: its parameters are Dense_0
+    return dense(4 * nf)(nn.silu(temb))
+
+
 def default_init(scale: float = 1.0) -> Callable:
     """DDPM's init: variance scaling with fan_avg and a uniform law, variance scale / fan_avg.
 

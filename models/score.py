@@ -34,23 +34,30 @@ def make_score_fn(apply_fn: Callable, sde: SDE, *, parameterization: str = "nois
     if not isinstance(continuous, bool):
         raise TypeError(f"continuous must be a bool, got {continuous!r}")
 
-    def std_of(t: Times) -> Times:
-        return sde.std(t) if continuous else sde.discrete_marginal(sde.time_index(t))[1]
-
-    def conditioning(t: Times) -> Times:
-        if time_input == "log_std":
-            return jnp.log(std_of(t))
-        return t * 999.0 if continuous else sde.time_index(t).astype(t.dtype)
-
     def score_fn(params: Any, x: Batch, t: Times) -> Batch:
-        out = apply_fn(params, x, conditioning(t), **apply_kwargs)
+        out = apply_fn(params, x, time_conditioning(sde, t, time_input=time_input,
+                                                    continuous=continuous), **apply_kwargs)
         if parameterization == "noise":
-            return batch_mul(-1.0 / std_of(t), out)
+            return batch_mul(-1.0 / _std(sde, t, continuous), out)
         if parameterization == "scaled_score":
-            return batch_mul(1.0 / std_of(t), out)
+            return batch_mul(1.0 / _std(sde, t, continuous), out)
         return out
 
     return score_fn
+
+
+def time_conditioning(sde: SDE, t: Times, *, time_input: str = "time",
+                      continuous: bool = True) -> Times:
+    """What a network is fed for time t (see the module docstring): t * 999 or the chain index
+    for "time", log std(t) (of the discrete chain when not `continuous`) for "log_std"."""
+    if time_input == "log_std":
+        return jnp.log(_std(sde, t, continuous))
+    return t * 999.0 if continuous else sde.time_index(t).astype(t.dtype)
+
+
+def _std(sde: SDE, t: Times, continuous: bool) -> Times:
+    """The perturbation std at t: the SDE's, or the discrete chain's std_i."""
+    return sde.std(t) if continuous else sde.discrete_marginal(sde.time_index(t))[1]
 
 
 def bind(score_fn: Callable, params: Any) -> Callable[[Batch, Times], Batch]:

@@ -87,13 +87,8 @@ class NCSNpp(nn.Module):
 
     def embed(self, time_input: Float[Array, "b"], labels) -> Float[Array, "b e"]:
         """Time (and class) embedding: (b,) -> (b, 4 nf)."""
-        if self.embedding_type == "fourier":
-            temb = layers.GaussianFourierProjection(embedding_size=self.nf,
-                                                    scale=self.fourier_scale)(time_input)
-        else:
-            temb = layers.sinusoidal_embedding(time_input, self.nf)
-        temb = layers.dense(4 * self.nf)(temb)
-        temb = layers.dense(4 * self.nf)(nn.silu(temb))
+        temb = layers.time_embedding(time_input, self.nf, self.embedding_type,
+                                     self.fourier_scale)
         if self.num_classes is not None:
             temb = temb + nn.Embed(self.num_classes, 4 * self.nf)(labels)
         return temb

@@ -1,4 +1,5 @@
-"""Config -> objects: the SDE, the network, the optimiser, the loss and the score function.
+"""Config -> objects: the SDE, the network, the optimiser, the training objective, and the
+functions of the parameters that the network defines (a score, or a classifier's logits).
 
 Names in a config map to classes through the literal tables below; a class's keyword arguments
 are the fields of its config section, so a new SDE or network is one entry here.
@@ -11,15 +12,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from models.classifier import NoisyClassifier
 from models.mlp import MLP
-from models.score import make_score_fn
+from models.score import make_score_fn, time_conditioning
 from models.unet import NCSNpp
 from scorelab.config import ConfigError
-from sde import VESDE, VPSDE, discrete_dsm_loss, dsm_loss, subVPSDE
+from sde import VESDE, VPSDE, discrete_dsm_loss, dsm_loss, noisy_classifier_loss, subVPSDE
 
 SDES = {"vpsde": VPSDE, "subvpsde": subVPSDE, "vesde": VESDE}
 # name -> (module, whether it takes images); its attributes are config.model.<name>.
-MODELS = {"ncsnpp": (NCSNpp, True), "mlp": (MLP, False)}
+MODELS = {"ncsnpp": (NCSNpp, True), "mlp": (MLP, False), "classifier": (NoisyClassifier, True)}
+# Models whose run trains log p_t(y | x_t) (sde.noisy_classifier_loss) instead of a score.
+CLASSIFIERS = ("classifier",)
 LOSSES = ("continuous", "discrete")
 
 
@@ -34,28 +38,53 @@ def build_sde(config):
         raise ConfigError(f"sde: {e}") from e
 
 
+def is_classifier(config) -> bool:
+    return config.model.name in CLASSIFIERS
+
+
+def null_label(config) -> int:
+    """The label that stands for "no class" in a model trained with label dropout: one past
+    the real classes, so the network's class embedding has one extra row."""
+    return config.model.conditional_classes
+
+
 def build_model(config, dataset):
     """`MODELS[model.name]` with the attributes of its section; class-conditional on
-    `model.conditional_classes` labels when that is > 0."""
+    `model.conditional_classes` labels when that is > 0 (plus the null label when
+    `model.label_dropout` > 0); a classifier gets as many outputs as the data have classes."""
     m = config.model
     if m.name not in MODELS:
         raise ConfigError(f"model.name must be one of {list(MODELS)}, got {m.name!r}")
     cls, for_images = MODELS[m.name]
-    num_classes = m.conditional_classes or None
-    if num_classes and dataset.train_labels is None:
-        raise ConfigError(f"model.conditional_classes={m.conditional_classes} needs labels, but "
-                          f"data.name={config.data.name!r} has none")
     if for_images != dataset.is_image:
         kind = "images" if for_images else "points (toy data)"
         others = [n for n, (_, images) in MODELS.items() if images == dataset.is_image]
         raise ConfigError(f"model.name={m.name!r} is for {kind}; use one of {others} for "
                           f"data.name={config.data.name!r}")
+    if not 0 <= m.label_dropout < 1:
+        raise ConfigError(f"model.label_dropout must be in [0, 1), got {m.label_dropout!r}")
+    if m.label_dropout and not m.conditional_classes:
+        raise ConfigError(f"model.label_dropout={m.label_dropout} needs a class-conditional "
+                          f"model: set model.conditional_classes")
+    needs_labels = m.conditional_classes or m.name in CLASSIFIERS
+    if needs_labels and dataset.train_labels is None:
+        what = ("model.name='classifier'" if m.name in CLASSIFIERS
+                else f"model.conditional_classes={m.conditional_classes}")
+        raise ConfigError(f"{what} needs labels, but data.name={config.data.name!r} has none")
     kwargs = dict(m[m.name])
-    if num_classes:
+    if m.name in CLASSIFIERS:
+        if m.conditional_classes:
+            raise ConfigError("model.name='classifier' is not itself class-conditional: set "
+                              "model.conditional_classes=0")
+        if config.training.loss != "continuous":
+            raise ConfigError("a classifier run trains on t ~ U(eps, T): set "
+                              "training.loss='continuous'")
+        kwargs["num_classes"] = int(dataset.train_labels.max()) + 1
+    elif m.conditional_classes:
         if "num_classes" not in {f.name for f in dataclasses.fields(cls)}:
             raise ConfigError(f"model.name={m.name!r} cannot be class-conditional: set "
                               f"model.conditional_classes=0")
-        kwargs["num_classes"] = num_classes
+        kwargs["num_classes"] = m.conditional_classes + (1 if m.label_dropout else 0)
     try:
         return cls(**kwargs)
     except TypeError as e:  # an attribute the module does not have
@@ -87,6 +116,36 @@ def build_loss(config, sde):
     raise ConfigError(f"training.loss must be one of {list(LOSSES)}, got {t.loss!r}")
 
 
+def build_objective(config, sde, model):
+    """`objective(params, x0, labels, key, *, dropout_key=None, precision="float32")`, the
+    scalar a run minimises: the DSM loss of a score model, or a classifier's cross-entropy on
+    noised data. `dropout_key` (training) turns on the network's dropout and, for a model with
+    `model.label_dropout`, replaces that share of the labels by the null label."""
+    if is_classifier(config):
+        eps = config.training.eps
+
+        def classifier_objective(params, x0, labels, key, *, dropout_key=None,
+                                 precision="float32"):
+            logits = logits_fn_for(config, model, sde, dropout_key=dropout_key,
+                                   precision=precision)
+            return noisy_classifier_loss(sde, logits, params, x0, labels, key, eps=eps)
+        return classifier_objective
+
+    loss_fn, dropout = build_loss(config, sde), config.model.label_dropout
+    conditional = bool(config.model.conditional_classes)
+
+    def score_objective(params, x0, labels, key, *, dropout_key=None, precision="float32"):
+        labels = labels if conditional else None  # a labelled data set, an unconditional model
+        if dropout and dropout_key is not None:
+            drop = jax.random.bernoulli(jax.random.fold_in(dropout_key, 1), dropout,
+                                        labels.shape)
+            labels = jnp.where(drop, null_label(config), labels)
+        score_fn = score_fn_for(config, model, sde, labels=labels, dropout_key=dropout_key,
+                                precision=precision)
+        return loss_fn(score_fn, params, x0, key)
+    return score_objective
+
+
 def score_fn_for(config, model, sde, *, labels=None, dropout_key=None, precision="float32"):
     """`score_fn(params, x, t)` of the network (the parameterisation lives in models/score.py);
     in training mode, with dropout drawn from `dropout_key`, when that key is given.
@@ -96,8 +155,33 @@ def score_fn_for(config, model, sde, *, labels=None, dropout_key=None, precision
     input stays float32, and the output is cast back to float32 before it becomes a score.
     """
     kwargs = {} if labels is None else {"labels": labels}
+    return make_score_fn(_apply(model, dropout_key, precision, kwargs), sde,
+                         parameterization=config.model.parameterization,
+                         time_input=config.model.time_input,
+                         continuous=config.training.loss == "continuous")
+
+
+def logits_fn_for(config, model, sde, *, dropout_key=None, precision="float32"):
+    """`logits_fn(params, x, t) -> (batch, classes)` of a classifier run's network, fed time
+    like the score networks (`model.time_input`)."""
+    apply = _apply(model, dropout_key, precision, {})
+    time_input = config.model.time_input
+    return lambda params, x, t: apply(params, x, time_conditioning(sde, t, time_input=time_input))
+
+
+def class_log_prob(logits_fn, params, labels):
+    """`log_prob_fn(x, t) -> (batch,)`: log p_t(labels | x) of a classifier, what
+    `samplers.classifier_guidance` takes."""
+    def log_prob(x, t):
+        log_probs = jax.nn.log_softmax(logits_fn(params, x, t))
+        return jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+    return log_prob
+
+
+def _apply(model, dropout_key, precision: str, kwargs: dict):
+    """`apply(params, x, time_input)` of a Flax module in `precision` (see score_fn_for)."""
     if dropout_key is not None:
-        kwargs["rngs"] = {"dropout": dropout_key}
+        kwargs = {**kwargs, "rngs": {"dropout": dropout_key}}
     compute = jnp.dtype(precision)
 
     def apply(params, x, c):
@@ -106,6 +190,4 @@ def score_fn_for(config, model, sde, *, labels=None, dropout_key=None, precision
         out = model.apply({"params": params}, x.astype(compute), c,
                           train=dropout_key is not None, **kwargs)
         return out.astype(x.dtype)
-    return make_score_fn(apply, sde, parameterization=config.model.parameterization,
-                         time_input=config.model.time_input,
-                         continuous=config.training.loss == "continuous")
+    return apply

@@ -1,12 +1,22 @@
-"""Commands on a trained run: sampling from its newest checkpoint."""
+"""Commands on a trained run: sampling from its newest checkpoint, unconditionally or for chosen
+classes (classifier-free guidance of a run trained with label dropout, or classifier guidance
+by a classifier run)."""
+import json
+import math
 import pathlib
 
 import jax
+import jax.numpy as jnp
 
-from scorelab.compilation import enable_compilation_cache
+from models.score import bind
+from samplers import classifier_free_guidance, classifier_guidance
 from scorelab import distributed
+from scorelab.build import class_log_prob, is_classifier, logits_fn_for, null_label, score_fn_for
+from scorelab.compilation import enable_compilation_cache
+from scorelab.config import ConfigError
 from scorelab.data import to_host
 from scorelab.loop import build, check_workdir
+from scorelab.metrics.classifier import class_accuracy
 from scorelab.pictures import save_samples
 from scorelab.sampling import make_sample_fn
 from scorelab.step import make_mesh, replicated
@@ -27,21 +37,116 @@ def restore(workdir: pathlib.Path, mesh, *, method: str = ""):
     return config, run, state, step
 
 
-def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str) -> pathlib.Path:
+def check_class_flags(label: str, guidance: float | None) -> None:
+    """--class is '' (the run's default), 'all' or a class index; --guidance a number >= 0."""
+    if label not in ("", "all") and not label.isdigit():
+        raise ConfigError(f"--class must be a class index (0, 1, ...) or 'all', got {label!r}")
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
+        raise ConfigError(f"--guidance must be a finite number >= 0, got {guidance}")
+
+
+def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str,
+           label: str = "", guidance: float | None = None, classifier: str = "") -> pathlib.Path:
     """`num` samples from the EMA parameters with `method` (or the run's sampler), drawn over
-    every device (of every process); process 0 writes `out`.npz and `out`.png (by default
-    under `workdir`/samples). Returns that stem."""
+    every device (of every process); process 0 writes `out`.npz, `out`.png and `out`.json (by
+    default under `workdir`/samples). Returns that stem.
+
+    `label` ('all' or a class index) and `guidance` (the scale) choose classes: see
+    `conditioning`. For digits the JSON holds the in-project classifier's accuracy on the
+    requested classes."""
+    check_class_flags(label, guidance)
     workdir = check_workdir(workdir)
     enable_compilation_cache()
     mesh = make_mesh()
     config, run, state, step = restore(workdir, mesh, method=method)
-    sample_fn = make_sample_fn(config, run.model, run.sde, num, run.dataset.data_shape, mesh)
-    x, nfe = sample_fn(state.ema_params, jax.random.key(seed))
-    name = f"sample_step_{step}_{config.sampling.method}"
+    score_of, params, labels_of, how = conditioning(config, run, state, mesh, label=label,
+                                                    guidance=guidance, classifier=classifier)
+    sample_fn = make_sample_fn(config, run.model, run.sde, num, run.dataset.data_shape, mesh,
+                               score_of=score_of)
+    x, nfe = sample_fn(params, jax.random.key(seed))
+    name = f"sample_step_{step}_{config.sampling.method}" + (
+        f"_class_{label or 'all'}_guidance_{how['guidance']:g}" if labels_of else "")
     target = pathlib.Path(out) if out else workdir / "samples" / name
     x = to_host(x)
+    figures = {"step": step, "num": num, "sampler": config.sampling.method, "nfe": int(nfe),
+               **how}
+    if labels_of and "digit_classifier" in run.dataset.metrics:
+        figures["class_accuracy"] = class_accuracy(x, labels_of(num), run.dataset,
+                                                   centered=config.data.centered)
     if distributed.is_writer():
         save_samples(x, target, is_image=run.dataset.is_image, centered=config.data.centered)
-        print(f"{num} samples from step {step} with {config.sampling.method} (NFE {int(nfe)}): "
-              f"{target}.npz, {target}.png")
+        target.with_suffix(".json").write_text(json.dumps(figures, indent=1))
+        accuracy = (f", class accuracy {figures['class_accuracy']:.3f}"
+                    if "class_accuracy" in figures else "")
+        print(f"{num} samples from step {step} with {config.sampling.method} (NFE {int(nfe)}"
+              f"{accuracy}): {target}.npz, {target}.png")
     return target
+
+
+def conditioning(config, run, state, mesh, *, label: str, guidance: float | None,
+                 classifier: str):
+    """(score_of(params, n), params, labels_of(n) or None, a description for the results).
+
+    - A class-conditional run samples `label` (default: the classes in turn). Trained with
+      label dropout, its score is classifier-free guided with scale `guidance` (default 1, the
+      conditional score; each evaluation then costs two network calls unless the scale is 1).
+    - An unconditional run with `classifier` (the workdir of a classifier run on the same SDE
+      and data) is classifier-guided: score + guidance * grad log p_t(label | x).
+    - An unconditional run without one samples unconditionally; `label` and `guidance` are
+      refused.
+    """
+    cond = bool(config.model.conditional_classes)
+    if not cond and not classifier:
+        if label or guidance is not None:
+            raise ConfigError("--class and --guidance need a class-conditional run or "
+                              "--classifier=WORKDIR (a classifier run, e.g. trained with "
+                              "configs/digits_classifier.py); this run is unconditional")
+        return None, state.ema_params, None, {}
+    if cond and classifier:
+        raise ConfigError("--classifier guides an unconditional run; this run is "
+                          "class-conditional (its own guidance is --guidance, when it was "
+                          "trained with model.label_dropout > 0)")
+    scale = 1.0 if guidance is None else guidance
+    if classifier:
+        c_config, c_run, c_state, _ = restore(check_workdir(classifier), mesh)
+        check_classifier(config, run, c_config, c_run, classifier)
+        num_classes = c_run.model.num_classes
+    else:
+        num_classes = config.model.conditional_classes
+    if label not in ("", "all") and int(label) >= num_classes:
+        raise ConfigError(f"--class must be in [0, {num_classes}) for this run, got {label}")
+    labels_of = (lambda n: jnp.arange(n) % num_classes) if label in ("", "all") else (
+        lambda n: jnp.full((n,), int(label)))
+    score = lambda params, labels=None: bind(score_fn_for(config, run.model, run.sde,
+                                                          labels=labels), params)
+    how = {"classes": label or "all", "guidance": scale}
+    if classifier:
+        logits = logits_fn_for(c_config, c_run.model, c_run.sde)
+        score_of = lambda params, n: classifier_guidance(
+            score(params[0]), class_log_prob(logits, params[1], labels_of(n)), scale)
+        return score_of, (state.ema_params, c_state.ema_params), labels_of, {
+            **how, "method": "classifier guidance", "classifier": str(classifier)}
+    if scale == 1.0:
+        score_of = lambda params, n: score(params, labels_of(n))
+        return score_of, state.ema_params, labels_of, {**how, "method": "conditional score"}
+    if not config.model.label_dropout:
+        raise ConfigError(f"--guidance={guidance}: this run was trained without label dropout "
+                          f"(model.label_dropout=0), so it has no unconditional score to guide "
+                          f"with; only --guidance=1 (the conditional score) is possible")
+    score_of = lambda params, n: classifier_free_guidance(
+        score(params, labels_of(n)), score(params, jnp.full((n,), null_label(config))), scale)
+    return score_of, state.ema_params, labels_of, {**how, "method": "classifier-free guidance"}
+
+
+def check_classifier(config, run, c_config, c_run, path) -> None:
+    """A classifier run guides a score run only if both perturb the same data the same way."""
+    if not is_classifier(c_config):
+        raise ConfigError(f"--classifier={path} is not a classifier run (its model.name is "
+                          f"{c_config.model.name!r}; train one with model.name='classifier')")
+    for field in ("sde", "data"):
+        mine, theirs = config[field].to_dict(), c_config[field].to_dict()
+        if mine != theirs:
+            diff = {k: (mine.get(k), theirs.get(k)) for k in mine.keys() | theirs.keys()
+                    if mine.get(k) != theirs.get(k)}
+            raise ConfigError(f"--classifier={path} was trained with another {field} section "
+                              f"than this run (field: (this run, classifier)): {diff}")

@@ -13,11 +13,12 @@ import numpy as np
 
 from models.score import bind
 from samplers import bits_per_dim, log_likelihood
-from scorelab.build import score_fn_for
+from scorelab.build import is_classifier, logits_fn_for, score_fn_for
 from scorelab.config import ConfigError
 from scorelab.data import host_batch, preprocess, shard_batch, to_host
 from scorelab.metrics import METRICS
 from scorelab.pictures import save_samples
+from sde import batch_mul
 from scorelab.sampling import make_sample_fn
 
 
@@ -41,24 +42,13 @@ class Evaluator:
     - bits/dim (images) or NLL in nats (points) of `eval.num_likelihood` test examples.
     """
 
-    def __init__(self, config, *, model, sde, loss_fn, dataset, workdir: pathlib.Path, mesh):
-        self.config, self.dataset, self.workdir = config, dataset, pathlib.Path(workdir)
+    def __init__(self, config, run, workdir: pathlib.Path, mesh):
+        self.config, self.dataset, self.workdir = config, run.dataset, pathlib.Path(workdir)
+        model, sde, dataset = run.model, run.sde, run.dataset
         self.mesh, devices = mesh, mesh.size
         conditional = bool(config.model.conditional_classes)
-        # Every stage runs over the mesh's "data" axis, like training: the held-out batch is
-        # a multiple of the device count, the likelihood batch is padded up to one.
-        num_test = min(len(dataset.test), 256) // devices * devices
-        if num_test == 0:
-            raise ConfigError(f"data: {len(dataset.test)} test examples cannot be split over "
-                              f"{devices} devices for the held-out loss")
-        self.test = shard_batch(host_batch(dataset, 0, batch_size=num_test, seed=1,
-                                           split="test"), mesh)
-        self.test_labels = self.test["labels"] if conditional else None
-
-        def held_out_loss(params, x, labels, key):
-            x0 = preprocess(x, key, is_image=dataset.is_image, centered=config.data.centered)
-            return loss_fn(score_fn_for(config, model, sde, labels=labels), params, x0, key)
-        self.loss = jax.jit(held_out_loss)
+        self.test, self.loss = held_out_loss(config, run, mesh)
+        self.test_labels = self.test.get("labels")
 
         self.num_saved = config.sampling.num_samples
         num = max(self.num_saved, config.eval.num_metric_samples if dataset.metrics else 0)
@@ -113,6 +103,62 @@ class Evaluator:
             say(f"  eval step {step}: {name[5:]} {out[name]:.4f} on {self.num_ll} test "
                 f"examples, NFE {int(nfe)}: {out['eval/time_likelihood_s']:.1f} s")
         return out
+
+
+class ClassifierEvaluator:
+    """`evaluator(params, step=, eval_key=)` for a classifier run: the held-out cross-entropy
+    (t ~ U(eps, T), as in training) and the accuracy on held-out data perturbed to each of
+    `TIMES` (fractions of T), with the EMA parameters."""
+
+    TIMES = (0.0, 0.25, 0.5, 0.75)
+
+    def __init__(self, config, run, workdir: pathlib.Path, mesh):
+        self.test, self.loss = held_out_loss(config, run, mesh)
+        logits_fn = logits_fn_for(config, run.model, run.sde)
+        times = np.maximum(np.array(self.TIMES) * run.sde.T, config.training.eps)
+
+        def accuracy(params, x, labels, key):
+            x0 = preprocess(x, key, is_image=run.dataset.is_image, centered=config.data.centered)
+            out = []
+            for t in times:
+                mean, std = run.sde.marginal_prob(x0, np.full(len(x0), t, np.float32))
+                xt = mean + batch_mul(std, jax.random.normal(jax.random.fold_in(key, 1), x0.shape))
+                out.append((logits_fn(params, xt, np.full(len(x0), t, np.float32)).argmax(-1)
+                            == labels).mean())
+            return out
+        self.accuracy = jax.jit(accuracy)
+
+    def __call__(self, params, *, step: int, eval_key) -> dict:
+        args = (params, self.test["x"], self.test["labels"], eval_key)
+        out = {"eval/loss": float(self.loss(*args))}
+        for frac, acc in zip(self.TIMES, self.accuracy(*args)):
+            out[f"eval/accuracy_t{frac:g}"] = float(acc)
+        say(f"  eval step {step}: held-out accuracy at t/T = " + ", ".join(
+            f"{frac:g}: {out[f'eval/accuracy_t{frac:g}']:.3f}" for frac in self.TIMES))
+        return out
+
+
+def make_evaluator(config, run, workdir: pathlib.Path, mesh):
+    """The evaluator of a run: `Evaluator`, or `ClassifierEvaluator` for a classifier run."""
+    cls = ClassifierEvaluator if is_classifier(config) else Evaluator
+    return cls(config, run, workdir, mesh)
+
+
+def held_out_loss(config, run, mesh):
+    """(the held-out batch, sharded over `mesh`'s "data" axis, and the jitted
+    `loss(params, x, labels, key)` of the run's objective on it): up to 256 test examples, a
+    multiple of the device count."""
+    devices, dataset = mesh.size, run.dataset
+    num_test = min(len(dataset.test), 256) // devices * devices
+    if num_test == 0:
+        raise ConfigError(f"data: {len(dataset.test)} test examples cannot be split over "
+                          f"{devices} devices for the held-out loss")
+    test = shard_batch(host_batch(dataset, 0, batch_size=num_test, seed=1, split="test"), mesh)
+
+    def loss(params, x, labels, key):
+        x0 = preprocess(x, key, is_image=dataset.is_image, centered=config.data.centered)
+        return run.objective(params, x0, labels, key)
+    return test, jax.jit(loss)
 
 
 def _since(tic: float) -> float:

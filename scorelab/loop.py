@@ -20,10 +20,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from scorelab import data, distributed
-from scorelab.build import build_loss, build_model, build_optimizer, build_sde
+from scorelab.build import build_model, build_objective, build_optimizer, build_sde, \
+    is_classifier
 from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError, check_training
-from scorelab.evaluate import Evaluator, say
+from scorelab.evaluate import make_evaluator, say
 from scorelab.sampling import check_sampling
 from scorelab.step import TrainState, init_state, make_mesh, replicated, train_step
 from scorelab.workdir import MetricsLog, checkpoint_manager, resolve_config_file, \
@@ -40,9 +41,9 @@ class Run(NamedTuple):
     """Everything a config describes; `abstract` is the train state's shapes (no FLOPs)."""
     sde: object
     tx: object
-    loss_fn: object
     dataset: data.Dataset
     model: object
+    objective: object  # scorelab.build.build_objective
     abstract: TrainState
 
 
@@ -50,16 +51,17 @@ def build(config) -> Run:
     """Builds and checks a config in order of cost: its values, then the data, then the
     network's shapes and the sampler, so every mistake surfaces before training starts."""
     sde, tx = build_sde(config), build_optimizer(config)
-    loss_fn = build_loss(config, sde)
     dataset = load_data(config)
     model = build_model(config, dataset)
-    check_sampling(config, sde, dataset.data_shape)
+    objective = build_objective(config, sde, model)
+    if not is_classifier(config):
+        check_sampling(config, sde, dataset.data_shape)
     try:
         abstract = jax.eval_shape(
             lambda: init_state(config, model, tx, dataset, jax.random.key(config.seed)))
     except (ValueError, TypeError) as e:  # e.g. an image size the U-Net cannot downsample
         raise ConfigError(f"model: {e}") from e
-    return Run(sde, tx, loss_fn, dataset, model, abstract)
+    return Run(sde, tx, dataset, model, objective, abstract)
 
 
 def train(config, workdir: pathlib.Path) -> TrainState:
@@ -90,11 +92,10 @@ def train(config, workdir: pathlib.Path) -> TrainState:
         state = jax.device_put(init_state(config, run.model, run.tx, run.dataset,
                                           jax.random.key(config.seed)), NamedSharding(mesh, P()))
     log = MetricsLog(workdir, start)
-    step_fn = jax.jit(functools.partial(train_step, config=config, model=run.model, sde=run.sde,
-                                        tx=run.tx, loss_fn=run.loss_fn,
+    step_fn = jax.jit(functools.partial(train_step, config=config, tx=run.tx,
+                                        objective=run.objective,
                                         is_image=run.dataset.is_image), donate_argnums=0)
-    evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
-                          dataset=run.dataset, workdir=workdir, mesh=mesh)
+    evaluator = make_evaluator(config, run, workdir, mesh)
     state = run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, evaluator)
     if distributed.is_writer():
         report(workdir, log)
@@ -175,8 +176,8 @@ def report(workdir: pathlib.Path, log) -> None:
                         and "time_" not in k)
     samples = sorted((workdir / "samples").glob("step_*.png"))
     say(f"done at step {last.get('step', 0)}: {figures}\n"
-        f"  samples:     {samples[-1] if samples else '(none yet)'}\n"
-        f"  metrics:     {log.path}\n"
+        + (f"  samples:     {samples[-1]}\n" if samples else "")
+        + f"  metrics:     {log.path}\n"
         f"  checkpoints: {workdir / 'checkpoints'}")
 
 

@@ -49,18 +49,24 @@ def sample_labels(config, num: int):
     return jnp.arange(num) % n if n else None
 
 
-def make_sample_fn(config, model, sde, num: int, data_shape, mesh):
+def make_sample_fn(config, model, sde, num: int, data_shape, mesh, *, score_of=None):
     """The jitted `sample(params, key) -> (x, nfe)`: `num` samples of the network with the
     configured sampler, drawn in parallel over the mesh's "data" axis (the count is padded up
     to a multiple of the devices; the extra samples are dropped, so the draw depends on the
     device count only when `num` does not divide by it). The parameters are an argument, not
-    constants of the program, so one compilation serves every evaluation of a run."""
+    constants of the program, so one compilation serves every evaluation of a run.
+
+    `score_of(params, n) -> score_fn(x, t)` builds the score for a batch of n (default: the
+    network's, at `sample_labels`); a guided score takes a tuple of parameters, for example.
+    """
     padded = -(-num // mesh.size) * mesh.size
     rows = NamedSharding(mesh, P("data"))
+    if score_of is None:
+        score_of = lambda params, n: bind(score_fn_for(config, model, sde,
+                                                       labels=sample_labels(config, n)), params)
 
     def sample(params, key):
-        score = bind(score_fn_for(config, model, sde, labels=sample_labels(config, padded)),
-                     params)
+        score = score_of(params, padded)
         # Every evaluation of the network sees its batch split over the devices, and the
         # compiler carries that split through the sampler's loop.
         split = lambda x, t: score(jax.lax.with_sharding_constraint(x, rows), t)

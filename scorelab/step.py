@@ -11,7 +11,6 @@ from flax import struct
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from scorelab.build import score_fn_for
 from scorelab.data import preprocess
 
 
@@ -40,17 +39,17 @@ def init_state(config, model, tx, dataset, key) -> TrainState:
     return jax.jit(init)(key)
 
 
-def train_step(state: TrainState, batch, *, config, model, sde, tx, loss_fn, is_image):
-    """One optimiser step on a (global) batch; non-finite loss or gradients leave the state as
-    it was (only the step advances) and are reported in the metrics."""
+def train_step(state: TrainState, batch, *, config, tx, objective, is_image):
+    """One optimiser step on a (global) batch of `objective` (`scorelab.build.build_objective`);
+    non-finite loss or gradients leave the state as it was (only the step advances) and are
+    reported in the metrics."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
     k_pre, k_loss, k_drop = jax.random.split(key, 3)
     x0 = preprocess(batch["x"], k_pre, is_image=is_image, centered=config.data.centered,
                     dequantize=config.data.dequantize, random_flip=config.data.random_flip)
-    labels = batch["labels"] if config.model.conditional_classes else None
-    score_fn = score_fn_for(config, model, sde, labels=labels, dropout_key=k_drop,
-                            precision=config.training.precision)
-    loss, grads = jax.value_and_grad(lambda p: loss_fn(score_fn, p, x0, k_loss))(state.params)
+    loss, grads = jax.value_and_grad(lambda p: objective(
+        p, x0, batch.get("labels"), k_loss, dropout_key=k_drop,
+        precision=config.training.precision))(state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

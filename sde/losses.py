@@ -69,6 +69,24 @@ def discrete_dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, 
     return jnp.mean(_reduce(batch_mul(std, score) + z, reduce_mean))
 
 
+def noisy_classifier_loss(sde: SDE, logits_fn: Callable, params, x0: Batch, labels, key, *,
+                          eps: float = 1e-5) -> Float[Array, ""]:
+    """Cross-entropy of a noise-conditional classifier on perturbed data, t ~ U(eps, T).
+
+    `logits_fn(params, x_t, t) -> (batch, classes)`. With x_t = m(t) x_0 + std(t) z, the
+    minimiser over all functions is log p_t(y | x_t) up to a constant in y, so the gradient in
+    x_t of the trained log-softmax is what `samplers.classifier_guidance` adds to the score
+    (Song et al. 2021, sec. 5 and app. I). `labels` are integers (batch,). Returns the batch mean.
+    """
+    checks.check_number("eps", eps, low=0.0, high=sde.T, low_open=True, high_open=True)
+    k_t, k_z = jax.random.split(key)
+    t = jax.random.uniform(k_t, (x0.shape[0],), minval=eps, maxval=sde.T)
+    mean, std = sde.marginal_prob(x0, t)
+    xt = mean + batch_mul(std, jax.random.normal(k_z, x0.shape, x0.dtype))
+    log_probs = jax.nn.log_softmax(logits_fn(params, xt, t).astype(jnp.float32))
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=-1))
+
+
 def _reduce(residual: Batch, reduce_mean: bool) -> Times:
     sq = jnp.square(residual).reshape(residual.shape[0], -1)
     return jnp.mean(sq, axis=-1) if reduce_mean else 0.5 * jnp.sum(sq, axis=-1)

@@ -33,8 +33,7 @@ def test_two_evaluations_compile_once_and_hold_no_parameters(tmp_path):
     config.model.mlp.hidden = 64  # a 64 x 64 kernel is 16 KB: visible if it were baked in
     run = build(config)
     params = init_state(config, run.model, run.tx, run.dataset, jax.random.key(0)).params
-    evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
-                          dataset=run.dataset, workdir=tmp_path, mesh=make_mesh())
+    evaluator = Evaluator(config, run, tmp_path, make_mesh())
     first = evaluator(params, step=1, eval_key=jax.random.key(1))
     moved = jax.tree_util.tree_map(lambda a: a + 0.01, params)
     second = evaluator(moved, step=2, eval_key=jax.random.key(1))
@@ -66,8 +65,7 @@ def test_evaluation_is_split_over_the_mesh_and_agrees_with_one_device(tmp_path):
                         devices=jax.devices()[:1])
     results, hidden = [], config.model.mlp.hidden
     for mesh in (make_mesh(), one):
-        evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
-                              dataset=run.dataset, workdir=tmp_path / str(mesh.size), mesh=mesh)
+        evaluator = Evaluator(config, run, tmp_path / str(mesh.size), mesh)
         results.append(evaluator(params, step=1, eval_key=jax.random.key(1)))
     sharded, single = results
     assert sharded["eval/sample_nfe"] == single["eval/sample_nfe"]
@@ -81,8 +79,7 @@ def test_evaluation_is_split_over_the_mesh_and_agrees_with_one_device(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
     config.sampling.num_samples, config.eval.num_likelihood = 18, 6  # padded to 20 and 8
-    evaluator = Evaluator(config, model=run.model, sde=run.sde, loss_fn=run.loss_fn,
-                          dataset=run.dataset, workdir=tmp_path / "padded", mesh=make_mesh())
+    evaluator = Evaluator(config, run, tmp_path / "padded", make_mesh())
     key = jax.random.key(0)
     programs = {
         "sample": (evaluator.sample.lower(params, key), 5, 20),

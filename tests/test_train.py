@@ -16,7 +16,8 @@ from jax.sharding import PartitionSpec as P
 from configs import default, toy_vp
 from models.score import bind
 from scorelab import data
-from scorelab.build import build_loss, build_model, build_optimizer, build_sde, score_fn_for
+from scorelab.build import MODELS, build_model, build_objective, build_optimizer, build_sde, \
+    score_fn_for
 from scorelab.data import toy
 from scorelab.loop import summarise, train
 from scorelab.step import init_state, make_mesh, train_step
@@ -104,9 +105,8 @@ def test_sharded_step_equals_single_device_step():
     sde, tx = build_sde(config), build_optimizer(config)
     dataset = data.load("mixture", num_train=512)
     model = build_model(config, dataset)
-    step = jax.jit(lambda s, b: train_step(s, b, config=config, model=model, sde=sde, tx=tx,
-                                                 loss_fn=build_loss(config, sde),
-                                                 is_image=False))
+    step = jax.jit(lambda s, b: train_step(s, b, config=config, tx=tx, is_image=False,
+                                           objective=build_objective(config, sde, model)))
     state = init_state(config, model, tx, dataset, jax.random.key(0))
     batch = data.host_batch(dataset, 0, batch_size=64, seed=0)
     single, m1 = step(state, batch)
@@ -129,7 +129,7 @@ def test_every_config_builds_and_steps(name):
     U-Net runs real steps in test_loss_decreases_on_digits."""
     config = importlib.import_module(f"configs.{name}").get_config()
     sde, tx = build_sde(config), build_optimizer(config)
-    image = config.model.name == "ncsnpp"
+    image = MODELS[config.model.name][1]
     if image:
         size = 32 if config.data.name == "cifar10" else 8
         x = np.zeros((16, size, size, 3 if size == 32 else 1), np.uint8)
@@ -139,8 +139,8 @@ def test_every_config_builds_and_steps(name):
     dataset = data.Dataset(x, x, labels, labels)
     model = build_model(config, dataset)
     init = lambda: init_state(config, model, tx, dataset, jax.random.key(0))
-    step = lambda s, b: train_step(s, b, config=config, model=model, sde=sde, tx=tx,
-                                         loss_fn=build_loss(config, sde), is_image=image)
+    step = lambda s, b: train_step(s, b, config=config, tx=tx, is_image=image,
+                                   objective=build_objective(config, sde, model))
     batch = data.host_batch(dataset, 0, batch_size=8, seed=0)
     if image:
         new, metrics = jax.eval_shape(step, jax.eval_shape(init), batch)
@@ -212,10 +212,10 @@ def test_nonfinite_update_is_not_applied_and_named():
     dataset = data.load("mixture", num_train=64)
     model = build_model(config, dataset)
     state = init_state(config, model, tx, dataset, jax.random.key(0))
-    nan_loss = lambda score_fn, params, x0, key: jnp.nan * jnp.sum(score_fn(params, x0, x0[:, 0]))
+    objective = build_objective(config, sde, model)
+    nan_loss = lambda *args, **kwargs: jnp.nan * objective(*args, **kwargs)
     new, metrics = train_step(state, data.host_batch(dataset, 0, batch_size=8, seed=0),
-                                    config=config, model=model, sde=sde, tx=tx, loss_fn=nan_loss,
-                                    is_image=False)
+                              config=config, tx=tx, objective=nan_loss, is_image=False)
     assert not bool(metrics["finite"]) and int(new.step) == 1
     for a, b in zip(params_of(state), params_of(new)):
         np.testing.assert_array_equal(a, b)
@@ -267,7 +267,7 @@ def test_bfloat16_step_is_finite_and_keeps_float32_state(name):
     for precision in ("float32", "bfloat16"):
         config.training.precision = precision
         step = jax.jit(lambda s, b: train_step(
-            s, b, config=config, model=model, sde=sde, tx=tx, loss_fn=build_loss(config, sde),
+            s, b, config=config, tx=tx, objective=build_objective(config, sde, model),
             is_image=dataset.is_image))
         lowered = step.lower(state, batch)
         assert ("bf16" in lowered.as_text()) == (precision == "bfloat16")

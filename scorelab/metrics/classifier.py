@@ -106,3 +106,11 @@ def digit_classifier_metrics(samples, dataset, key=None, *, centered: bool = Tru
             "eval/classes_covered": int(np.sum(share >= 0.05)),  # classes with >= 5% of samples
             "eval/class_share_min": float(share.min()),
             "eval/classifier_test_acc": float(np.mean(y_test == dataset.test_labels))}
+
+
+def class_accuracy(samples, labels, dataset, *, centered: bool = True) -> float:
+    """The share of model-space `samples` that the in-project classifier assigns to `labels`
+    (the classes they were generated for)."""
+    params = load_or_train(dataset.train, dataset.train_labels)
+    _, predicted = classify(params, to_uint8(samples, centered=centered))
+    return float(np.mean(predicted == np.asarray(labels)))
