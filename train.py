@@ -8,6 +8,9 @@
     python train.py complete --mask=center        # also super-resolve, colorize, denoise,
     python train.py denoise --noise_std=0.2       # reconstruct --operator=blur:1.0 (held-out
                                                   # images conditioned on observations)
+    python train.py --config=configs/table.py --workdir=runs/table    # a CSV table
+    python train.py impute --workdir=runs/table --input=t.csv --output=filled.csv
+    python train.py score --workdir=runs/default --input=images.npz --output=nll.csv
     python train.py --coordinator_address=host0:1234 --num_processes=2 --process_id=0  # per host
 
 Re-running the same command resumes from the newest checkpoint in the workdir, along the same
@@ -22,6 +25,7 @@ from ml_collections import config_flags
 import scorelab
 import scorelab.distributed
 from scorelab.sampling import SAMPLERS
+from scorelab.inputs import impute, score
 from scorelab.tasks import MASKS, TASKS, run_task
 
 ROOT = pathlib.Path(__file__).resolve().parent
@@ -40,6 +44,12 @@ _GUIDANCE = flags.DEFINE_float("guidance", None, "sample: guidance scale (classi
                                "default 1: the conditional score).")
 _CLASSIFIER = flags.DEFINE_string("classifier", "", "sample: workdir of a classifier run "
                                   "(model.name='classifier') that guides this unconditional run.")
+_INPUT = flags.DEFINE_string("input", "", "impute: a CSV with the run's columns, empty cells "
+                             "missing; score: that, or an .npz of uint8 `images`.")
+_OUTPUT = flags.DEFINE_string("output", "", "impute: the filled CSV; score: the CSV of "
+                              "per-example NLLs.")
+_DRAWS = flags.DEFINE_integer("draws", 8, "impute: draws averaged per empty cell (1: write "
+                              "one posterior draw).")
 _OUT = flags.DEFINE_string("out", "", "sample and the tasks: output path without extension.")
 _MASK = flags.DEFINE_string("mask", "center", f"complete: one of {list(MASKS)} or a .npy file "
                             "of the image's height and width, nonzero = observed.")
@@ -69,9 +79,9 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     command = argv[1] if len(argv) > 1 else "train"
-    if command not in ("train", "sample", *TASKS):
-        raise app.UsageError(f"command must be one of {['train', 'sample', *TASKS]}, got "
-                             f"{command!r}")
+    commands = ["train", "sample", *TASKS, "impute", "score"]
+    if command not in commands:
+        raise app.UsageError(f"command must be one of {commands}, got {command!r}")
     scorelab.distributed.start(
         coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
         process_id=_PROCESS_ID.value, multihost=_MULTIHOST.value,
@@ -83,6 +93,11 @@ def main(argv):
         scorelab.sample(workdir, method=_SAMPLER.value, num=_NUM.value, seed=_SEED.value,
                         out=_OUT.value, label=_CLASS.value, guidance=_GUIDANCE.value,
                         classifier=_CLASSIFIER.value)
+    elif command == "impute":
+        impute(workdir, input=_INPUT.value, output=_OUTPUT.value, draws=_DRAWS.value,
+               seed=_SEED.value, num_steps=_NUM_STEPS.value)
+    elif command == "score":
+        score(workdir, input=_INPUT.value, output=_OUTPUT.value, seed=_SEED.value)
     else:
         run_task(workdir, command, num=_NUM.value if _NUM.present else 16, seed=_SEED.value,
                  out=_OUT.value, mask=_MASK.value, factor=_FACTOR.value,

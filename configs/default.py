@@ -13,8 +13,9 @@ def get_config():
     config.seed = 0  # all randomness (init, batches, noise, samples) derives from this
 
     config.data = data = ml_collections.ConfigDict()
-    data.name = "digits"  # digits | npz | folder | cifar10 | mixture | moons | swiss_roll | checkerboard
-    data.path = ""  # file (npz) or folder (folder) for the user's own images
+    # digits | npz | folder | cifar10 | csv | mixture | moons | swiss_roll | checkerboard
+    data.name = "digits"
+    data.path = ""  # file (npz, csv) or folder (folder) for the user's own data
     data.image_size = 0  # 0 keeps the native size; else an integer multiple of it
     data.centered = True  # model space [-1, 1] (True) or [0, 1] (False)
     data.dequantize = False  # uniform dequantisation (x + u) / 256 of 8-bit images in training

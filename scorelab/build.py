@@ -25,6 +25,7 @@ MODELS = {"ncsnpp": (NCSNpp, True), "mlp": (MLP, False), "classifier": (NoisyCla
 # Models whose run trains log p_t(y | x_t) (sde.noisy_classifier_loss) instead of a score.
 CLASSIFIERS = ("classifier",)
 LOSSES = ("continuous", "discrete")
+MISSING_VALUES = ("csv",)  # data sets whose rows may have missing (NaN) entries
 
 
 def build_sde(config):
@@ -134,15 +135,21 @@ def build_objective(config, sde, model):
     loss_fn, dropout = build_loss(config, sde), config.model.label_dropout
     conditional = bool(config.model.conditional_classes)
 
+    missing = config.data.name in MISSING_VALUES
+
     def score_objective(params, x0, labels, key, *, dropout_key=None, precision="float32"):
         labels = labels if conditional else None  # a labelled data set, an unconditional model
+        kwargs = {}
+        if missing:  # NaN cells: filled with the column mean (0) and left out of the loss
+            kwargs["observed"] = jnp.isfinite(x0)
+            x0 = jnp.where(kwargs["observed"], x0, 0.0)
         if dropout and dropout_key is not None:
             drop = jax.random.bernoulli(jax.random.fold_in(dropout_key, 1), dropout,
                                         labels.shape)
             labels = jnp.where(drop, null_label(config), labels)
         score_fn = score_fn_for(config, model, sde, labels=labels, dropout_key=dropout_key,
                                 precision=precision)
-        return loss_fn(score_fn, params, x0, key)
+        return loss_fn(score_fn, params, x0, key, **kwargs)
     return score_objective
 
 

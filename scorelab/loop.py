@@ -27,8 +27,8 @@ from scorelab.config import ConfigError, check_training
 from scorelab.evaluate import make_evaluator, say
 from scorelab.sampling import check_sampling
 from scorelab.step import TrainState, init_state, make_mesh, replicated, train_step
-from scorelab.workdir import MetricsLog, checkpoint_manager, resolve_config_file, \
-    restore_latest_valid
+from scorelab.workdir import TABLE_FILE, MetricsLog, checkpoint_manager, \
+    resolve_config_file, restore_latest_valid, save_table
 
 
 def load_data(config) -> data.Dataset:
@@ -81,6 +81,9 @@ def train(config, workdir: pathlib.Path) -> TrainState:
     run = build(config)
     distributed.on_writer(lambda: resolve_config_file(workdir, config),
                           f"checking {workdir / 'config.json'}")
+    if run.dataset.table is not None:
+        distributed.on_writer(lambda: save_table(workdir, run.dataset.table),
+                              f"checking {workdir / TABLE_FILE}")
     if not distributed.all_true((workdir / "config.json").exists()):
         raise ConfigError(f"--workdir={workdir} is not one directory that every process sees "
                           f"(process 0 wrote config.json there, and another cannot read it): "

@@ -3,6 +3,7 @@
     <workdir>/config.json     the resolved config (one run per workdir)
     <workdir>/checkpoints/    orbax: the whole TrainState at chosen steps
     <workdir>/metrics.jsonl   one line per logged step, never twice; TensorBoard in tensorboard/
+    <workdir>/table.json      a table run's columns and their standardisation
 
 With several processes, process 0 writes config.json, metrics and TensorBoard files; every
 process takes part in orbax's saves and restores.
@@ -14,6 +15,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from scorelab import distributed
@@ -47,6 +49,24 @@ def resolve_config_file(workdir: pathlib.Path, config) -> None:
                               f"(fields {sorted(diffs)}); use a new --workdir, or delete it")
     workdir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(new, indent=2, sort_keys=True))
+
+
+TABLE_FILE = "table.json"  # a table run's columns and standardisation
+
+
+def save_table(workdir: pathlib.Path, stats) -> None:
+    """Writes the table's columns and statistics on a run's first start; a resumed run must
+    find the same ones (a changed file would change the scale the network learnt)."""
+    path = workdir / TABLE_FILE
+    if not path.exists():
+        stats.save(path)
+        return
+    saved = type(stats).load(path)
+    if saved.columns != stats.columns or not (np.allclose(saved.mean, stats.mean) and
+                                              np.allclose(saved.std, stats.std)):
+        raise ConfigError(f"{path}: the run was started on a table with other columns or "
+                          f"statistics than data.path has now; restore the file or use a new "
+                          f"--workdir")
 
 
 def _flat(d, prefix=""):

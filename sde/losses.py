@@ -23,7 +23,8 @@ _IS_CELLS = 1024
 
 def dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *, eps: float = 1e-5,
              reduce_mean: bool = True, likelihood_weighting: bool = False,
-             importance_sampling: bool = False) -> Float[Array, ""]:
+             importance_sampling: bool = False, observed: Batch | None = None
+             ) -> Float[Array, ""]:
     """Continuous-time DSM loss (Song et al. 2021, eq. 7), t ~ U(eps, T).
 
     lambda(t) = std(t)^2 by default, i.e. the per-sample loss ||std score + z||^2; with
@@ -32,7 +33,9 @@ def dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *, eps: f
     Diffusion Models", thm. 1). `importance_sampling` (likelihood weighting only) draws t from a
     proposal q(t) proportional to g(t)^2 / std(t)^2 and reweights by lambda(t) / (q(t) (T - eps)):
     the same expected loss with far less variance. `reduce_mean` averages over data dimensions;
-    otherwise they are summed and halved, as in Song et al.'s code. Returns the batch mean.
+    otherwise they are summed and halved, as in Song et al.'s code. `observed` (bool, like x0)
+    leaves the False entries out of the loss, for tables with missing cells (fill x0 there with
+    any finite value). Returns the batch mean.
     """
     checks.check_number("eps", eps, low=0.0, high=sde.T, low_open=True, high_open=True)
     if importance_sampling and not likelihood_weighting:
@@ -48,17 +51,19 @@ def dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *, eps: f
     z = jax.random.normal(k_z, x0.shape, x0.dtype)
     mean, std = sde.marginal_prob(x0, t)
     score = score_fn(params, mean + batch_mul(std, z), t)
-    return jnp.mean(weight * _reduce(batch_mul(std, score) + z, reduce_mean))
+    return jnp.mean(weight * _reduce(batch_mul(std, score) + z, reduce_mean, observed))
 
 
 def discrete_dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *,
-                      reduce_mean: bool = True) -> Float[Array, ""]:
+                      reduce_mean: bool = True, observed: Batch | None = None
+                      ) -> Float[Array, ""]:
     """The discrete-time losses of DDPM (on `VPSDE(N)`) and NCSN/SMLD (on `VESDE(N)`).
 
     i ~ U{0, ..., N-1}; x_i = m_i x_0 + std_i z from the SDE's discrete chain; the score is
     queried at t_i = i T / (N - 1). The per-sample loss ||std_i score + z||^2 is DDPM's
     ||z - eps_theta(x_i, i)||^2 (Ho et al. 2020, eq. 14) when eps_theta = -std_i score, and
     SMLD's std_i^2 ||score + z / std_i||^2 (Song & Ermon 2019, eq. 2 with lambda = sigma^2).
+    `observed` as in `dsm_loss`.
     """
     k_i, k_z = jax.random.split(key)
     i = jax.random.randint(k_i, (x0.shape[0],), 0, sde.N)
@@ -66,7 +71,7 @@ def discrete_dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, 
     z = jax.random.normal(k_z, x0.shape, x0.dtype)
     xt = batch_mul(m, x0) + batch_mul(std, z)
     score = score_fn(params, xt, i * (sde.T / (sde.N - 1)))
-    return jnp.mean(_reduce(batch_mul(std, score) + z, reduce_mean))
+    return jnp.mean(_reduce(batch_mul(std, score) + z, reduce_mean, observed))
 
 
 def noisy_classifier_loss(sde: SDE, logits_fn: Callable, params, x0: Batch, labels, key, *,
@@ -87,9 +92,14 @@ def noisy_classifier_loss(sde: SDE, logits_fn: Callable, params, x0: Batch, labe
     return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=-1))
 
 
-def _reduce(residual: Batch, reduce_mean: bool) -> Times:
+def _reduce(residual: Batch, reduce_mean: bool, observed: Batch | None = None) -> Times:
+    """Per-sample mean (or half sum) of the squared residual, over the observed entries."""
     sq = jnp.square(residual).reshape(residual.shape[0], -1)
-    return jnp.mean(sq, axis=-1) if reduce_mean else 0.5 * jnp.sum(sq, axis=-1)
+    if observed is None:
+        return jnp.mean(sq, axis=-1) if reduce_mean else 0.5 * jnp.sum(sq, axis=-1)
+    seen = observed.reshape(sq.shape)
+    total = jnp.sum(jnp.where(seen, sq, 0.0), axis=-1)
+    return total / jnp.maximum(jnp.sum(seen, axis=-1), 1) if reduce_mean else 0.5 * total
 
 
 def _sample_time_is(sde: SDE, key, n: int, eps: float) -> tuple[Times, Times]:

@@ -1,0 +1,141 @@
+"""Tables: the CSV source with missing cells, the masked loss, `impute` and `score`."""
+import csv
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import table
+from scorelab import data
+from scorelab.config import ConfigError
+from scorelab.data import tables
+from scorelab.inputs import impute, score
+from scorelab.loop import train
+from sde import VPSDE, dsm_loss
+from tests.test_layout import ROOT
+
+
+def write_rows(path, columns, rows):
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([columns, *rows])
+
+
+def test_bundled_table_loads_standardised_with_a_complete_held_out_split():
+    d = data.load("csv")
+    assert d.train.shape == (512, 30) and d.test.shape == (57, 30) and not d.is_image
+    np.testing.assert_allclose(d.train.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(d.train.std(0), 1, atol=1e-4)
+    raw = tables.read(tables.BUNDLED).values
+    np.testing.assert_allclose(d.table.to_data(d.test[:1]), raw[np.all(
+        np.isclose(raw, d.table.to_data(d.test[:1])), axis=1)], rtol=1e-6)
+
+
+def test_missing_cells_are_nan_and_stay_out_of_the_training_statistics(tmp_path):
+    path = tmp_path / "t.csv"
+    write_rows(path, ["a", "b"], [["1", ""], ["3", "10"], ["5", "20"], ["", "30"], ["7", "40"]])
+    train, test, stats = tables.load_csv(str(path))
+    assert np.isnan(train).sum() + np.isnan(test).sum() == 2 and not np.isnan(test).any()
+    rows = np.concatenate([train, test])
+    observed = stats.to_data(rows)
+    assert set(observed[:, 0][~np.isnan(observed[:, 0])].round(6)) <= {1, 3, 5, 7}
+    with pytest.raises(ValueError, match="line 3, column 'b': 'x' is not a number"):
+        write_rows(path, ["a", "b"], [["1", "2"], ["3", "x"]])
+        tables.read(path)
+    with pytest.raises(ValueError, match="line 2: 1 cells, but the header names 2"):
+        write_rows(path, ["a", "b"], [["1"]])
+        tables.read(path)
+
+
+def test_masked_loss_counts_only_observed_entries():
+    """With an elementwise score, the masked loss is the per-sample mean of the squared
+    residual over the observed entries, whatever the unobserved entries hold."""
+    sde, key = VPSDE(), jax.random.key(0)
+    x0 = jax.random.normal(jax.random.key(1), (64, 5))
+    observed = jax.random.uniform(jax.random.key(2), (64, 5)) < 0.6
+    score_fn = lambda p, x, t: -x
+    loss = dsm_loss(sde, score_fn, None, x0, key, observed=observed)
+    k_t, k_z = jax.random.split(key)
+    t = jax.random.uniform(k_t, (64,), minval=1e-5, maxval=1.0)
+    z = jax.random.normal(k_z, x0.shape)
+    std = sde.std(t)[:, None]
+    residual = jnp.square(std * -(sde.mean_coeff(t)[:, None] * x0 + std * z) + z)
+    expected = jnp.mean(jnp.sum(residual * observed, 1) / jnp.maximum(observed.sum(1), 1))
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    moved = jnp.where(observed, x0, 100.0)
+    np.testing.assert_allclose(dsm_loss(sde, score_fn, None, moved, key, observed=observed),
+                               loss, rtol=1e-6)
+    full = dsm_loss(sde, score_fn, None, x0, key, observed=jnp.ones_like(observed))
+    np.testing.assert_allclose(full, dsm_loss(sde, score_fn, None, x0, key), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    """A tiny run on a copy of the bundled table with 10% of the first five columns' cells
+    emptied."""
+    root = tmp_path_factory.mktemp("table")
+    source = tables.read(tables.BUNDLED)
+    rng = np.random.default_rng(0)
+    cells = [["" if j < 5 and rng.random() < 0.1 else c for j, c in enumerate(row)]
+             for row in source.cells]
+    tables.write(root / "holes.csv", source.columns, cells)
+    config = table.get_config()
+    config.data.path = str(root / "holes.csv")
+    config.model.mlp.update(hidden=32, depth=2)
+    config.training.update(n_steps=40, log_every=20, eval_every=40, checkpoint_every=40)
+    config.sampling.pc.update(num_steps=50, corrector="none")
+    config.eval.update(num_likelihood=4, num_metric_samples=16)
+    config.sampling.num_samples = 16
+    train(config, root / "run")
+    return root
+
+
+def test_impute_fills_only_empty_cells_and_keeps_the_given_text(table_run):
+    source = tables.read(table_run / "holes.csv")
+    head = [source.columns] + source.cells[:12]
+    write_rows(table_run / "in.csv", *head[:1], head[1:])
+    proc = subprocess.run([sys.executable, "train.py", "impute", f"--workdir={table_run / 'run'}",
+                           f"--input={table_run / 'in.csv'}", f"--output={table_run / 'out.csv'}",
+                           "--draws=2", "--num_steps=20"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    filled = tables.read(table_run / "out.csv")
+    assert filled.columns == source.columns
+    for given, out in zip(source.cells[:12], filled.cells):
+        for g, o in zip(given, out):
+            assert o == g if g else np.isfinite(float(o))
+    assert f"filled {sum(c == '' for r in source.cells[:12] for c in r)} empty cells" in proc.stdout
+
+
+def test_score_writes_one_finite_nll_per_row(table_run):
+    complete = [r for r in tables.read(tables.BUNDLED).cells[:6]]
+    write_rows(table_run / "complete.csv", tables.read(tables.BUNDLED).columns, complete)
+    values = score(table_run / "run", input=str(table_run / "complete.csv"),
+                   output=str(table_run / "nll.csv"), batch_size=4)
+    written = np.loadtxt(table_run / "nll.csv", delimiter=",", skiprows=1)
+    assert written.shape == (6, 2) and np.isfinite(values).all()
+    np.testing.assert_allclose(written[:, 1], values, rtol=1e-5)
+
+
+@pytest.mark.parametrize("command, options, message", [
+    ("impute", dict(columns=["a", "b"]), "its columns do not match the run's 30 columns"),
+    ("impute", dict(output="same"), "is the input file"),
+    ("impute", dict(draws=0), "--draws must be >= 1"),
+    ("score", dict(holes=True), "has empty cells; score needs complete rows"),
+])
+def test_bad_table_inputs_are_named(table_run, tmp_path, command, options, message):
+    source = tables.read(tables.BUNDLED)
+    columns = options.get("columns", source.columns)
+    rows = [r[:len(columns)] for r in source.cells[:3]]
+    if options.get("holes"):
+        rows[1][2] = ""
+    write_rows(tmp_path / "in.csv", columns, rows)
+    output = tmp_path / "in.csv" if options.get("output") else tmp_path / "out.csv"
+    run = impute if command == "impute" else score
+    kwargs = {"draws": options["draws"]} if "draws" in options else {}
+    with pytest.raises(ConfigError) as info:
+        run(table_run / "run", input=str(tmp_path / "in.csv"), output=str(output), **kwargs)
+    assert message in str(info.value)
+    assert not (tmp_path / "out.csv").exists()
