@@ -42,12 +42,7 @@ def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
     if pathlib.Path(output).resolve() == pathlib.Path(input).resolve():
         raise ConfigError(f"--output={output} is the input file; write to a new file")
     workdir = check_workdir(workdir)
-    stats = _table_stats(workdir, "impute")
-    try:
-        table = tables.read(input)
-        stats.check_columns(table.columns, input)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"--input: {e}") from e
+    stats, table = _read_table(workdir, input, "impute")
     enable_compilation_cache()
     config, run, state, _ = restore(workdir, make_mesh())
     score = _unconditional_score(config, run, state, "impute")
@@ -95,12 +90,7 @@ def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 
                                                   data_range=(lo, 1.0))[0])
         shift = 0.0
     else:
-        stats = _table_stats(workdir, "score")
-        try:
-            table = tables.read(input)
-            stats.check_columns(table.columns, input)
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(f"--input: {e}") from e
+        stats, table = _read_table(workdir, input, "score")
         if np.isnan(table.values).any():
             line = int(np.flatnonzero(np.isnan(table.values).any(axis=1))[0]) + 2
             raise ConfigError(f"--input={input}: line {line} has empty cells; score needs "
@@ -124,12 +114,19 @@ def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 
     return values
 
 
-def _table_stats(workdir: pathlib.Path, command: str) -> tables.Standardizer:
+def _read_table(workdir: pathlib.Path, input: str, command: str):
+    """(the run's saved Standardizer, the Table in `input`), its columns checked."""
     path = workdir / TABLE_FILE
     if not path.is_file():
         raise ConfigError(f"{command} of a table needs a table run (data.name='csv'); "
                           f"{workdir} has no {TABLE_FILE}")
-    return tables.Standardizer.load(path)
+    stats = tables.Standardizer.load(path)
+    try:
+        table = tables.read(input)
+        stats.check_columns(table.columns, input)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--input: {e}") from e
+    return stats, table
 
 
 def _unconditional_score(config, run, state, command: str):
