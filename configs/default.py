@@ -13,7 +13,7 @@ def get_config():
     config.seed = 0  # all randomness (init, batches, noise, samples) derives from this
 
     config.data = data = ml_collections.ConfigDict()
-    # digits | npz | folder | cifar10 | csv | mixture | moons | swiss_roll | checkerboard
+    # digits | mnist | npz | folder | cifar10 | csv | mixture | moons | swiss_roll | checkerboard
     data.name = "digits"
     data.path = ""  # file (npz, csv) or folder (folder) for the user's own data
     data.image_size = 0  # 0 keeps the native size; else an integer multiple of it
@@ -36,6 +36,7 @@ def get_config():
     model.parameterization = "noise"  # noise (DDPM++) | scaled_score (NCSN++) | score
     model.time_input = "time"  # time (t * 999, positional embedding) | log_std (Fourier features)
     model.ema_rate = 0.999  # EMA of the parameters, used for evaluation and sampling
+    model.ema_warmup = True  # decay min(ema_rate, (1 + step) / (10 + step)) (scorelab.step)
     model.conditional_classes = 0  # > 0: class-conditional on that many labels
     # > 0: that share of training labels is replaced by a null label, so one network gives
     # the conditional and the unconditional score (classifier-free guidance).

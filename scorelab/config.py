@@ -48,6 +48,7 @@ _V01_UNET = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "
 # Fields added since v0.1, with the value that reproduces a run saved without them.
 _ADDED = {("training", "precision"): "float32",  # field path -> value of runs saved before it
           ("model", "label_dropout"): 0.0,
+          ("model", "ema_warmup"): False,
           ("model", "classifier"): dict(nf=32, ch_mult=[1, 2], num_res_blocks=1, dropout=0.1,
                                         embedding_type="positional", fourier_scale=16.0),
           ("sampling", "pc", "time_grid"): "uniform",

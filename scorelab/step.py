@@ -54,12 +54,25 @@ def train_step(state: TrainState, batch, *, config, tx, objective, is_image):
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    rate = config.model.ema_rate
+    rate = ema_decay(config, state.step)
     ema = jax.tree_util.tree_map(lambda e, p: rate * e + (1 - rate) * p, state.ema_params, params)
     new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
     kept = state.replace(step=state.step + 1)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, kept)
     return new, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+
+def ema_decay(config, step):
+    """The EMA's decay at `step`: `model.ema_rate`, or with `model.ema_warmup` the smaller
+    (1 + step) / (10 + step), so that the initial parameters' weight in the average vanishes
+    instead of lingering as ema_rate^step (13% after 2000 steps at 0.999: a network whose last
+    layer starts at zero then predicts scores 13% too small, which the probability-flow ODE
+    amplifies into diverging samples)."""
+    rate = config.model.ema_rate
+    if not config.model.ema_warmup:
+        return rate
+    step = step.astype(jnp.float32)
+    return jnp.minimum(rate, (1.0 + step) / (10.0 + step))
 
 
 def replicated(abstract, mesh):

@@ -4,8 +4,9 @@ super-resolve, colorize, denoise and reconstruct (blur, random projections, Four
 Each takes the first `num` held-out images x0, observes them (y = A x0 + noise), draws from the
 model's posterior with `samplers`, and writes `out`.png (rows: the observation shown as an image
 | a posterior draw | [the posterior mean] | the original) and `out`.json (PSNR / SSIM against
-the originals, NFE, seconds). Noise levels are given in pixel units of [0, 1] images and
-converted to the model's data space.
+the originals, NFE, seconds; for digits, the in-project classifier's accuracy on the
+observation, the draws and the originals). Noise levels are given in pixel units of [0, 1]
+images and converted to the model's data space.
 """
 import json
 import pathlib
@@ -27,6 +28,7 @@ from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError
 from scorelab.data import preprocess, to_uint8
 from scorelab.loop import check_workdir
+from scorelab.metrics.classifier import class_accuracy
 from scorelab.pictures import image_grid, save_png
 from scorelab.step import make_mesh
 
@@ -187,6 +189,11 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     if mean:
         figures.update(psnr_mean=psnr(pixels(rows[2]), truth), ssim_mean=ssim(pixels(rows[2]),
                                                                                truth))
+    if "digit_classifier" in run.dataset.metrics:  # is the digit still recognisable?
+        accuracy = lambda x: class_accuracy(x, run.dataset.test_labels[:num], run.dataset,
+                                            centered=centered)
+        figures.update(class_accuracy_observation=accuracy(shown),
+                       class_accuracy_draw=accuracy(x), class_accuracy_original=accuracy(x0))
     target = pathlib.Path(out) if out else workdir / "tasks" / f"{task}_step_{step}"
     if distributed.is_writer():
         save_rows([to_uint8(np.asarray(r), centered=centered) for r in rows], target)

@@ -80,6 +80,7 @@ def test_v0_1_config_upgrades_to_the_same_config_today():
     config = default.get_config()
     config.model.ncsnpp.update(nf=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=())
     config.model.conditional_classes = 10
+    config.model.ema_warmup = False  # added after v0.1: its runs keep the plain EMA
     config.training.update(batch_size=8, n_steps=2, log_every=1, eval_every=10**6,
                            checkpoint_every=2, max_to_keep=1)
     config.eval.update(num_likelihood=0, num_metric_samples=0)

@@ -28,6 +28,8 @@ def test_complete_keeps_observed_pixels_through_the_command_line(workdir):
     np.testing.assert_array_equal(rows["draws"][observed], rows["original"][observed])
     figures = json.loads(stem.with_suffix(".json").read_text())
     assert figures["nfe"] == 6 * 6 and figures["conditioned_on_labels"]
+    assert figures["class_accuracy_original"] > 0.9  # the held-out digits themselves
+    assert 0 <= figures["class_accuracy_draw"] <= 1
     assert stem.with_suffix(".png").is_file() and "PSNR" in proc.stdout
 
 

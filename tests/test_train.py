@@ -131,7 +131,7 @@ def test_every_config_builds_and_steps(name):
     sde, tx = build_sde(config), build_optimizer(config)
     image = MODELS[config.model.name][1]
     if image:
-        size = 32 if config.data.name == "cifar10" else 8
+        size = {"cifar10": 32, "mnist": 28}.get(config.data.name, 8)
         x = np.zeros((16, size, size, 3 if size == 32 else 1), np.uint8)
     else:
         x = np.zeros((16, 2), np.float32)

@@ -56,6 +56,11 @@ def _digits(*, image_size, **_):
     return _fixed_split(images.resize(x, image_size), y, 297)
 
 
+def _mnist(*, image_size, **_):
+    x, y = images.mnist()
+    return _fixed_split(images.resize(x, image_size), y, 500)
+
+
 def _npz(*, path, image_size, **_):
     x, y = images.npz(path)
     x = images.resize(x, image_size)
@@ -88,6 +93,8 @@ def _toy(generator):
 SOURCES = {
     # digits: 1,500 train / 297 test; npz / folder: the last 10% (at least one image) held out.
     "digits": Source(_digits, metrics=("digit_classifier",)),
+    # mnist: 28x28, 4,500 train / 500 test.
+    "mnist": Source(_mnist, metrics=("digit_classifier",)),
     "npz": Source(_npz),
     "folder": Source(_folder),
     "cifar10": Source(_cifar10),

