@@ -20,7 +20,7 @@ from scorelab.build import MODELS, build_model, build_objective, build_optimizer
     score_fn_for
 from scorelab.data import toy
 from scorelab.loop import summarise, train
-from scorelab.step import init_state, make_mesh, train_step
+from scorelab.step import ema_decay, init_state, make_mesh, train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -278,3 +278,16 @@ def test_bfloat16_step_is_finite_and_keeps_float32_state(name):
         losses[precision] = float(metrics["loss"])
     assert losses["bfloat16"] != losses["float32"]  # it did compute in bfloat16
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05)
+
+
+def test_ema_warmup_forgets_the_initial_parameters():
+    """The weight of the initial parameters in the EMA after n steps is the product of the
+    decays: 0.999^2000 = 0.135 for the plain EMA, 9! n! / (n + 9)! with the warm-up."""
+    config = default.get_config()
+    steps = jnp.arange(2000)
+    warm = jax.vmap(lambda s: ema_decay(config, s))(steps)
+    assert float(warm[0]) == pytest.approx(0.1) and float(warm[-1]) == pytest.approx(2000 / 2009)
+    assert float(jnp.prod(warm)) < 1e-20
+    config.model.ema_warmup = False
+    plain = jax.vmap(lambda s: ema_decay(config, s))(steps)
+    np.testing.assert_allclose(float(jnp.prod(plain)), 0.999 ** 2000, rtol=1e-3)
