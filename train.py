@@ -55,6 +55,8 @@ _MASK = flags.DEFINE_string("mask", "center", f"complete: one of {list(MASKS)} o
                             "of the image's height and width, nonzero = observed.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "the tasks: reverse-chain steps (default: "
                                    "the SDE's N, or N t* / T from the noise level t*).")
+_METHOD = flags.DEFINE_string("method", "pigdm", "the tasks but denoise: solve_inverse's method "
+                               "(pigdm, tweedie or projection).")
 _FACTOR = flags.DEFINE_integer("factor", 2, "super-resolve: the upsampling factor.")
 _NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "denoise, reconstruct: observation noise std "
                                 "in pixel units of [0, 1] images.")
@@ -102,7 +104,7 @@ def main(argv):
         run_task(workdir, command, num=_NUM.value if _NUM.present else 16, seed=_SEED.value,
                  out=_OUT.value, mask=_MASK.value, factor=_FACTOR.value,
                  noise_std=_NOISE_STD.value, operator=_OPERATOR.value,
-                 num_steps=_NUM_STEPS.value)
+                 num_steps=_NUM_STEPS.value, method=_METHOD.value)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def test_complete_keeps_observed_pixels_through_the_command_line(workdir):
     observed = make_mask("half", rows["original"].shape, 0)
     np.testing.assert_array_equal(rows["draws"][observed], rows["original"][observed])
     figures = json.loads(stem.with_suffix(".json").read_text())
-    assert figures["nfe"] == 6 * 6 and figures["conditioned_on_labels"]
+    assert figures["nfe"] == 2 * 6 and figures["conditioned_on_labels"]  # PiGDM: 2 per step
+    assert figures["method"] == "pigdm"
     assert figures["class_accuracy_original"] > 0.9  # the held-out digits themselves
     assert 0 <= figures["class_accuracy_draw"] <= 1
     assert stem.with_suffix(".png").is_file() and "PSNR" in proc.stdout
@@ -45,7 +46,9 @@ def test_tasks_write_their_rows_and_figures(workdir, tmp_path, task, options):
     assert np.isfinite(rows["draws"]).all() and np.isfinite(figures["psnr_draw"])
     if task == "super-resolve":  # the block means of the draws are the observation's
         blocks = lambda a: a.reshape(3, 4, 2, 4, 2, 1).mean((2, 4))
-        np.testing.assert_allclose(blocks(rows["draws"]), blocks(rows["original"]), atol=1e-5)
+        # to float32 rounding of the chain's last state, which the 2-step fixture leaves far
+        # outside [-1, 1] (the projection x + A^+(y - A x) cancels its magnitude)
+        np.testing.assert_allclose(blocks(rows["draws"]), blocks(rows["original"]), atol=1e-3)
     if task == "denoise":
         assert "mean" in rows and figures["nfe"] >= 1 and "psnr_mean" in figures
 
@@ -57,6 +60,7 @@ def test_tasks_write_their_rows_and_figures(workdir, tmp_path, task, options):
     ("denoise", {"noise_std": 1.5}, "--noise_std must be in [0, 1]"),
     ("reconstruct", {"operator": "warp:2"}, "--operator must be blur:WIDTH"),
     ("denoise", {"num_steps": 0}, "--num_steps must be >= 1"),
+    ("complete", {"method": "dps"}, "--method must be one of"),
 ])
 def test_bad_task_arguments_are_named(workdir, tmp_path, task, options, message):
     with pytest.raises(ConfigError) as info:
