@@ -134,7 +134,6 @@ def build_objective(config, sde, model):
 
     loss_fn, dropout = build_loss(config, sde), config.model.label_dropout
     conditional = bool(config.model.conditional_classes)
-
     missing = config.data.name in MISSING_VALUES
 
     def score_objective(params, x0, labels, key, *, dropout_key=None, precision="float32"):
