@@ -26,7 +26,8 @@ import scorelab
 import scorelab.distributed
 from scorelab.sampling import SAMPLERS
 from scorelab.inputs import impute, score
-from scorelab.tasks import MASKS, TASKS, run_task
+from samplers import INVERSE_METHODS
+from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
 
 ROOT = pathlib.Path(__file__).resolve().parent
 
@@ -55,8 +56,8 @@ _MASK = flags.DEFINE_string("mask", "center", f"complete: one of {list(MASKS)} o
                             "of the image's height and width, nonzero = observed.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "the tasks: reverse-chain steps (default: "
                                    "the SDE's N, or N t* / T from the noise level t*).")
-_METHOD = flags.DEFINE_string("method", "pigdm", "the tasks but denoise: solve_inverse's method "
-                               "(pigdm, tweedie or projection).")
+_METHOD = flags.DEFINE_string("method", DEFAULT_METHOD, "the tasks but denoise: "
+                               f"solve_inverse's method, one of {list(INVERSE_METHODS)}.")
 _FACTOR = flags.DEFINE_integer("factor", 2, "super-resolve: the upsampling factor.")
 _NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "denoise, reconstruct: observation noise std "
                                 "in pixel units of [0, 1] images.")

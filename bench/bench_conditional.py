@@ -33,10 +33,11 @@ from scorelab.commands import sample
 from scorelab.data import tables
 from scorelab.inputs import impute, score
 from scorelab.loop import load_data
-from scorelab.metrics.classifier import classify, load_or_train
+from scorelab.metrics.classifier import digit_classifier_metrics
 
 RESULTS = pathlib.Path(__file__).with_name("results")
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "conditional"
+DIGITS = load_data(default.get_config())  # the held-out digits every FD is measured against
 
 
 def ensure_run(runs: pathlib.Path, name: str, module) -> pathlib.Path:
@@ -68,12 +69,10 @@ def guidance(runs, scales, num) -> list[dict]:
 
 
 def frechet(stem) -> float:
-    from scorelab.metrics.distances import frechet_distance
-    dataset = load_data(default.get_config())
-    params = load_or_train(dataset.train, dataset.train_labels)
+    """The digit metric's Frechet distance of the samples saved at `stem` (model space)."""
     with np.load(stem.with_suffix(".npz")) as f:
-        generated = f["images"]
-    return frechet_distance(classify(params, generated)[0], classify(params, dataset.test)[0])
+        samples = f["samples"]
+    return digit_classifier_metrics(samples, DIGITS, centered=True)["eval/fd_digits"]
 
 
 def corruptions(test: np.ndarray) -> dict:
