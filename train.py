@@ -57,7 +57,8 @@ _MASK = flags.DEFINE_string("mask", "center", f"complete: one of {list(MASKS)} o
 _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "the tasks: reverse-chain steps (default: "
                                    "the SDE's N, or N t* / T from the noise level t*).")
 _METHOD = flags.DEFINE_string("method", DEFAULT_METHOD, "the tasks but denoise: "
-                               f"solve_inverse's method, one of {list(INVERSE_METHODS)}.")
+                               f"solve_inverse's method, one of {list(INVERSE_METHODS)}, or auto "
+                               "(ddrm for operators with orthonormal rows, else tweedie).")
 _FACTOR = flags.DEFINE_integer("factor", 2, "super-resolve: the upsampling factor.")
 _NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "denoise, reconstruct: observation noise std "
                                 "in pixel units of [0, 1] images.")

@@ -18,6 +18,9 @@ measured in bench/bench_observe.py), the three methods of `solve_inverse`:
                replaced by m(t) (y + sqrt(gram sigma(t)^2 - noise_std^2) w) while that noise level
                exceeds the observation's (Song et al. 2021's inpainting and colorization,
                generalised to noisy y); below it the chain runs free. 1 evaluation.
+  "ddrm"       for the same operators, DDRM (Kawar et al. 2022): the projection above while the
+               chain's noise exceeds the observation's, then DDIM-like steps towards Tweedie's
+               estimate, whose observed part is pulled to y; eta sets the fresh noise. 1 evaluation.
 With noise_std = 0 and an operator with a pseudo-inverse the result is finally projected onto
 A x = y, so the constraint holds to float rounding (for a mask, exactly).
 """
@@ -33,7 +36,10 @@ from samplers.pc import CORRECTORS, PREDICTORS, run_chain
 from sde import checks
 from sde.base import SDE, Batch, ScoreFn, batch_mul
 
-METHODS = ("tweedie", "pigdm", "projection")
+# Tweedie guidance's safeguard: conjugate gradients stop, per sample, at a search direction p where
+# p^T M p <= CURVATURE_FLOOR r^2 |A^T p|^2, with r^2 = sigma^2 / (1 + sigma^2) PiGDM's variance.
+CURVATURE_FLOOR = 0.1
+METHODS = ("tweedie", "pigdm", "projection", "ddrm")
 
 
 # ---- noise levels, start times and per-sample grids ----
@@ -149,20 +155,27 @@ def posterior_mean(sde: SDE, score_fn: ScoreFn, y: Batch, noise_std) -> tuple[Ba
 
 # ---- linear inverse problems: a guided score, or a projection after each step ----
 
-def _cg(matvec, b, n_iter: int):
-    """n_iter conjugate-gradient steps for M v = b, per sample (M symmetric positive definite)."""
+def _cg(matvec, b, n_iter: int, floor=None):
+    """n_iter conjugate-gradient steps for M v = b, per sample, M symmetric positive definite.
+    Truncated (Steihaug): a sample stops at its first search direction p whose curvature
+    p^T M p is not above floor(p) (default 0), keeping the iterate reached, so an M that is
+    not positive definite (a learned model's covariance) cannot send v to infinity."""
     dot = lambda u, v: jnp.sum((u * v).reshape(u.shape[0], -1), axis=-1)
-    safe_div = lambda a, c: jnp.where(c > 0, a / jnp.where(c > 0, c, 1.0), 0.0)
+    floor = floor or (lambda p: jnp.zeros(p.shape[0], p.dtype))
 
     def step(_, carry):
-        v, r, p, rr = carry
+        v, r, p, rr, active = carry
         mp = matvec(p)
-        alpha = safe_div(rr, dot(p, mp))
+        curvature = dot(p, mp)
+        active = active & (curvature > floor(p)) & (rr > 0)
+        alpha = jnp.where(active, rr / jnp.where(active, curvature, 1.0), 0.0)
         v, r = v + batch_mul(alpha, p), r - batch_mul(alpha, mp)
         rr_next = dot(r, r)
-        return v, r, r + batch_mul(safe_div(rr_next, rr), p), rr_next
+        beta = jnp.where(active, rr_next / jnp.where(active, rr, 1.0), 0.0)
+        return v, r, r + batch_mul(beta, p), rr_next, active
 
-    v, *_ = jax.lax.fori_loop(0, n_iter, step, (jnp.zeros_like(b), b, b, dot(b, b)))
+    init = (jnp.zeros_like(b), b, b, dot(b, b), jnp.ones(b.shape[0], bool))
+    v, *_ = jax.lax.fori_loop(0, n_iter, step, init)
     return v
 
 
@@ -189,7 +202,10 @@ def guided_score(sde: SDE, score_fn: ScoreFn, y, operator: Operator, noise_std, 
         else:
             matvec = lambda w: batch_mul(noise_var, w) + operator.restrict(
                 operator(cov(operator.adjoint(w))))
-            v = _cg(matvec, residual, cg_steps)
+            # CG stops where the curvature is below CURVATURE_FLOOR of PiGDM's (module docstring)
+            floor = lambda w: CURVATURE_FLOOR * sigma2 / (1 + sigma2) * jnp.sum(
+                jnp.square(operator.adjoint(w)).reshape(w.shape[0], -1), axis=-1)
+            v = _cg(matvec, residual, cg_steps, floor)
         (pull,) = jax.linear_transpose(jac, x)(operator.adjoint(v))
         return s + pull
 
@@ -208,20 +224,51 @@ def _replace_observed(sde: SDE, operator: Operator, y, noise_std):
     return after
 
 
+def _ddrm_step(operator: Operator, y, noise_std, eta):
+    """A `predict` of run_chain: DDRM's step (Kawar et al. 2022, with eta_b = 1) from t to t_next
+    in the coordinates x / m = x0 + sigma z, split along A's orthonormal rows, where coordinate u
+    is observed as y / sqrt(gram) = u + sigma_y n, sigma_y = noise_std / sqrt(gram). While sigma
+    exceeds sigma_y the observed part is y plus the missing noise (the "projection" method);
+    below it, and in the free part, it moves towards Tweedie's estimate with a fraction eta of
+    fresh noise (eta = 1: an ancestral-like step, eta = 0: DDIM)."""
+    def predict(sde, score_fn, x, t, key, t_next):
+        k_free, k_obs = jax.random.split(key)
+        sigma, sigma_next = sde.sigma(t), sde.sigma(t_next)
+        x0 = tweedie_denoise(sde, score_fn, x, t)
+        # the free part: DDIM with a fraction eta of fresh noise
+        z = batch_mul(1 / sigma, batch_mul(1 / sde.mean_coeff(t), x) - x0)
+        free = x0 + batch_mul(sigma_next, math.sqrt(1 - eta ** 2) * z
+                              + eta * jax.random.normal(k_free, x.shape, x.dtype))
+        # the observed part, in y's space (noise of std sqrt(gram) per unit of sigma)
+        g, y0 = operator.gram, operator(x0)
+        w = operator.restrict(jax.random.normal(k_obs, y.shape, y.dtype))
+        sigma_y = noise_std / math.sqrt(g)
+        below = batch_mul(sigma_next < sigma_y, jnp.ones_like(y, bool))
+        noisier = y0 + batch_mul(math.sqrt(1 - eta ** 2) * sigma_next / jnp.where(
+            sigma_y > 0, sigma_y, 1.0), y - y0) + batch_mul(eta * sigma_next * math.sqrt(g), w)
+        cleaner = y + batch_mul(jnp.sqrt(jnp.maximum(
+            g * jnp.square(sigma_next) - jnp.square(noise_std), 0.0)), w)
+        target = operator.restrict(jnp.where(below, noisier, cleaner))
+        return batch_mul(sde.mean_coeff(t_next), operator.project(free, target)), 1
+    return predict
+
+
 def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
-                  method="tweedie", num_steps=None, eps=1e-3, cg_steps=4,
+                  method="tweedie", num_steps=None, eps=1e-3, cg_steps=4, eta=0.85,
                   predictor="reverse_diffusion", corrector="none", snr=0.16,
                   n_corrector_steps=1) -> tuple[Batch, jax.Array]:
     """A draw from the model's posterior given y = operator(x0) + noise_std n; returns (x, nfe).
 
     `operator` is an `Operator` (`samplers.operators`) or a linear function of a batch, with
-    `shape` = (batch, *data_shape) of x. `method` is "tweedie", "pigdm" or "projection" (module
-    docstring; "projection" needs an operator with A A^T = gram I). The chain runs `num_steps`
+    `shape` = (batch, *data_shape) of x. `method` is "tweedie", "pigdm", "projection" or "ddrm"
+    (module docstring; "projection" and "ddrm" need an operator with A A^T = gram I; `eta` is
+    DDRM's fraction of fresh noise, `cg_steps` Tweedie's conjugate-gradient steps). The chain runs `num_steps`
     steps (default N) from the prior at T to eps, then a Tweedie step. Where noise_std = 0 and the
     operator has a pseudo-inverse, x is finally projected onto operator(x) = y.
     """
     checks.check_choice("method", method, METHODS)
     checks.check_int("cg_steps", cg_steps, low=1)
+    checks.check_number("eta", eta, low=0.0, high=1.0)
     checks.check_int("num_steps", num_steps, low=1, allow_none=True)
     chain = _chain_options(predictor, corrector, snr, n_corrector_steps)
     operator = as_operator(operator, shape)
@@ -230,8 +277,8 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
         raise ValueError(f"y must have shape (batch, *{operator.out_shape}) for operator "
                          f"{type(operator).__name__}, got {tuple(y.shape)}")
     check_linear(operator)
-    if method == "projection" and operator.gram is None:
-        raise ValueError(f"method='projection' needs an operator with orthogonal rows of one norm "
+    if method in ("projection", "ddrm") and operator.gram is None:
+        raise ValueError(f"method={method!r} needs an operator with orthogonal rows of one norm "
                          f"(Mask, ChannelMean, BlockAverage, FourierSampling), got "
                          f"{type(operator).__name__}; use 'tweedie' or 'pigdm'")
     x_shape = (y.shape[0],) + tuple(operator.in_shape)
@@ -241,7 +288,10 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
     k_prior, k_chain = jax.random.split(key)
     x = sde.prior_sampling(k_prior, x_shape, y.dtype)
     grid = _grid(jnp.full((x_shape[0],), sde.T, y.dtype), eps, n)
-    if method == "projection":
+    if method == "ddrm":
+        x, nfe = _reverse_from(sde, score_fn, x, grid, k_chain,
+                               (_ddrm_step(operator, y, s, eta), chain[1]))
+    elif method == "projection":
         x, nfe = _reverse_from(sde, score_fn, x, grid, k_chain, chain,
                                after=_replace_observed(sde, operator, y, s))
     else:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scorelab.config import ConfigError
-from scorelab.tasks import make_mask, psnr, run_task, ssim
+from scorelab.tasks import make_mask, psnr, resolve_method, run_task, ssim
 from tests.test_layout import ROOT, copy_fixture
 
 
@@ -27,8 +27,8 @@ def test_complete_keeps_observed_pixels_through_the_command_line(workdir):
     observed = make_mask("half", rows["original"].shape, 0)
     np.testing.assert_array_equal(rows["draws"][observed], rows["original"][observed])
     figures = json.loads(stem.with_suffix(".json").read_text())
-    assert figures["nfe"] == 2 * 6 and figures["conditioned_on_labels"]  # PiGDM: 2 per step
-    assert figures["method"] == "pigdm"
+    assert figures["nfe"] == 6 and figures["conditioned_on_labels"]  # DDRM: 1 per step
+    assert figures["method"] == "ddrm"  # "auto" for a mask
     assert figures["class_accuracy_original"] > 0.9  # the held-out digits themselves
     assert 0 <= figures["class_accuracy_draw"] <= 1
     assert stem.with_suffix(".png").is_file() and "PSNR" in proc.stdout
@@ -51,6 +51,15 @@ def test_tasks_write_their_rows_and_figures(workdir, tmp_path, task, options):
         np.testing.assert_allclose(blocks(rows["draws"]), blocks(rows["original"]), atol=1e-3)
     if task == "denoise":
         assert "mean" in rows and figures["nfe"] >= 1 and "psnr_mean" in figures
+
+
+@pytest.mark.parametrize("task, operator, method", [
+    ("reconstruct", "blur:1.0", "tweedie"), ("reconstruct", "project:10", "tweedie"),
+    ("reconstruct", "fourier:0.5", "ddrm"), ("super-resolve", "blur:1.0", "ddrm"),
+    ("denoise", "blur:1.0", "exact start")])
+def test_auto_method_is_ddrm_where_the_rows_are_orthonormal(task, operator, method):
+    assert resolve_method(task, operator, "auto") == method
+    assert resolve_method("complete", operator, "pigdm") == "pigdm"
 
 
 @pytest.mark.parametrize("task, options, message", [
