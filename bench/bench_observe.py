@@ -16,6 +16,7 @@ NFE per sample (a JVP or VJP through the score counts as one); wall time of the 
 
     python -m bench.bench_observe            # writes bench/results/observe.json
     python -m bench.bench_observe --quick    # fewer samples and cells
+    python -m bench.bench_observe --methods=ddrm   # only these, merged into the results
 """
 import argparse
 import json
@@ -102,14 +103,14 @@ def run_cell(sde, prior, op, s, method, steps, n, keys, cg_steps=4):
 def cells(quick: bool):
     steps = (100, 300) if quick else (100, 300, 1000)
     for name, prior, op, noises in problems(quick):
-        methods = METHODS + ([("projection", 0)] if op.gram is not None else [])
+        methods = METHODS + ([("projection", 0), ("ddrm", 0)] if op.gram is not None else [])
         for s in noises:
             for method, cg in methods:
                 for n_steps in steps:
                     yield name, VPSDE(), prior, op, s, method, cg, n_steps
     full = Mask.create(np.ones(12, bool))
     for sde_name, sde in (("vp", VPSDE()), ("ve", VESDE())):
-        for method, cg in [("exact start", 0)] + METHODS + [("projection", 0)]:
+        for method, cg in [("exact start", 0)] + METHODS + [("projection", 0), ("ddrm", 0)]:
             for n_steps in steps:
                 yield (f"12-D denoise ({sde_name})", sde, mixture_12d(), full, 0.5, method, cg,
                        n_steps)
@@ -119,22 +120,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="bench/results/observe.json")
+    parser.add_argument("--methods", default="", help="only these methods (comma-separated); "
+                        "their rows replace those of an existing --out")
     args = parser.parse_args()
+    only = set(args.methods.split(",")) if args.methods else None
+    out = pathlib.Path(args.out)
+    kept = ([r for r in json.loads(out.read_text())["rows"] if r["method"] not in only]
+            if only and out.is_file() else [])
     n = 500 if args.quick else 2000
     keys = jax.random.split(jax.random.key(0), 6)
     rows = []
     print(f"{'problem':24} {'s':>5} {'method':12} {'CG':>3} {'steps':>5} {'NFE':>6} {'SW2':>7} "
           f"{'floor':>6} {'rms/exact':>9} {'s/call':>7}")
     for name, sde, prior, op, s, method, cg, n_steps in cells(args.quick):
+        if only and method not in only:
+            continue
         r = run_cell(sde, prior, op, s, method, n_steps, n, keys, cg_steps=max(cg, 1))
         r.update(problem=name, noise_std=s, method=method, cg_steps=cg, steps=n_steps)
         rows.append(r)
         print(f"{name:24} {s:5.2f} {method:12} {cg:3d} {n_steps:5d} {r['nfe']:6d} "
               f"{r['sliced_w2']:7.3f} "
               f"{r['floor']:6.3f} {r['rms_ratio']:9.2f} {r['seconds']:7.2f}", flush=True)
-    out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"samples": n, "backend": jax.default_backend(), "rows": rows},
+    out.write_text(json.dumps({"samples": n, "backend": jax.default_backend(),
+                               "rows": kept + rows},
                               indent=1))
     print(f"wrote {out}")
 

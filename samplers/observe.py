@@ -243,12 +243,13 @@ def _ddrm_step(operator: Operator, y, noise_std, eta):
         g, y0 = operator.gram, operator(x0)
         w = operator.restrict(jax.random.normal(k_obs, y.shape, y.dtype))
         sigma_y = noise_std / math.sqrt(g)
+        # below y's noise: towards Tweedie's y0, pulled to y; above it: y plus the missing noise
         below = batch_mul(sigma_next < sigma_y, jnp.ones_like(y, bool))
-        noisier = y0 + batch_mul(math.sqrt(1 - eta ** 2) * sigma_next / jnp.where(
+        pulled = y0 + batch_mul(math.sqrt(1 - eta ** 2) * sigma_next / jnp.where(
             sigma_y > 0, sigma_y, 1.0), y - y0) + batch_mul(eta * sigma_next * math.sqrt(g), w)
-        cleaner = y + batch_mul(jnp.sqrt(jnp.maximum(
+        replaced = y + batch_mul(jnp.sqrt(jnp.maximum(
             g * jnp.square(sigma_next) - jnp.square(noise_std), 0.0)), w)
-        target = operator.restrict(jnp.where(below, noisier, cleaner))
+        target = operator.restrict(jnp.where(below, pulled, replaced))
         return batch_mul(sde.mean_coeff(t_next), operator.project(free, target)), 1
     return predict
 
