@@ -263,8 +263,8 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
     `operator` is an `Operator` (`samplers.operators`) or a linear function of a batch, with
     `shape` = (batch, *data_shape) of x. `method` is "tweedie", "pigdm", "projection" or "ddrm"
     (module docstring; "projection" and "ddrm" need an operator with A A^T = gram I; `eta` is
-    DDRM's fraction of fresh noise, `cg_steps` Tweedie's conjugate-gradient steps). The chain runs `num_steps`
-    steps (default N) from the prior at T to eps, then a Tweedie step. Where noise_std = 0 and the
+    DDRM's fraction of fresh noise, `cg_steps` Tweedie's conjugate-gradient steps). The chain
+    runs `num_steps` steps (default N) from the prior at T to eps, then a Tweedie step. Where noise_std = 0 and the
     operator has a pseudo-inverse, x is finally projected onto operator(x) = y.
     """
     checks.check_choice("method", method, METHODS)
