@@ -14,12 +14,13 @@ total-variation least squares.
            hindsight on these same images (an oracle choice, in the baseline's favour).
   methods  (any image run) each method of `solve_inverse` on the observation commands of
            `train.py` (centre and random-pixel completion, 2x super-resolution, deblurring with
-           noise 0.02), 16 held-out images, N steps (DDRM also at 20 and 100): PSNR / SSIM of
-           a draw, the classifier's accuracy on it for digits, NFE, seconds.
+           noise 0.02), 16 held-out images, N steps (PiGDM also at 100, DDRM at 20 and
+           100): PSNR / SSIM of a draw, the classifier's accuracy on it for digits, NFE, seconds.
 Pixel values of our draws are clipped to [0, 1] like the classical outputs'; seconds are those of
 one call compiled beforehand (classical: one call per image on the CPU, summed).
 
     python -m bench.bench_restore --run=runs/default --parts=denoise,methods
+    python -m bench.bench_restore --run=runs/default --parts=methods --methods=pigdm
     python -m bench.bench_restore --run=runs/mnist --parts=denoise
     python -m bench.bench_restore --run=runs/mnist --parts=fourier --num=16
 """
@@ -48,7 +49,7 @@ DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "observe"
 NOISE = (0.05, 0.1, 0.2, 0.3, 0.5)
 FRACTIONS = (0.25, 0.1)
 FOURIER_NOISE = 0.01
-STEPS = {"tweedie": 300, "pigdm": 1000, "ddrm": 100, "projection": 300}
+STEPS = {"tweedie": 300, "pigdm": 300, "ddrm": 100, "projection": 300}
 
 
 def timed(fn, *args):
@@ -174,14 +175,17 @@ TASKS = {"complete center": ("complete", {"mask": "center"}),
                                                            "noise_std": 0.02})}
 
 
-def part_methods(workdir: pathlib.Path):
+def part_methods(workdir: pathlib.Path, only=None):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (task, options) in TASKS.items():
-            runs = [(m, None) for m in INVERSE_METHODS] + [("ddrm", 20), ("ddrm", 100)]
+            runs = [(m, None) for m in INVERSE_METHODS] + [("pigdm", 100), ("ddrm", 20),
+                                                            ("ddrm", 100)]
             for method, steps in runs:
                 if method in ("projection", "ddrm") and task == "reconstruct":
                     continue  # a blur's rows are not orthonormal
+                if only and method not in only:
+                    continue
                 f = run_task(workdir, task, num=16, out=f"{tmp}/{task}", num_steps=steps,
                              method=method, **options)
                 rows.append({"task": name, "method": method, "steps": steps or "N", **{
@@ -217,6 +221,8 @@ def main():
     parser.add_argument("--parts", default="denoise,fourier")
     parser.add_argument("--num", type=int, default=64)
     parser.add_argument("--grid_noise", type=float, default=0.2)
+    parser.add_argument("--methods", default="", help="the methods part: only these methods of "
+                        "solve_inverse (comma-separated), their rows replacing the stored ones")
     args = parser.parse_args()
     parts = args.parts.split(",")
     config, run, state, step = restore(pathlib.Path(args.run), make_mesh())
@@ -244,7 +250,12 @@ def main():
         save_rows([(g * 255).round().astype(np.uint8) for g in grid],
                   DOCS / f"denoise_methods_{config.data.name}")
     if "methods" in parts:
-        result["methods"] = part_methods(pathlib.Path(args.run))
+        only = set(args.methods.split(",")) if args.methods else None
+        kept = [r for r in result.get("methods", []) if only and r["method"] not in only]
+        rows = part_methods(pathlib.Path(args.run), only)
+        order = lambda r: (list(TASKS).index(r["task"]), INVERSE_METHODS.index(r["method"]),
+                           0 if r["steps"] == "N" else r["steps"])
+        result["methods"] = sorted(kept + rows, key=order)
     if "fourier" in parts:
         rows, grids = part_fourier(run.sde, score, x0, pixels, scale, key, centered)
         result["fourier"] = {"num": args.num, "noise_std": FOURIER_NOISE, "rows": rows}

@@ -14,6 +14,12 @@ measured in bench/bench_observe.py), the three methods of `solve_inverse`:
                Jacobian-vector product through the score. Costs cg_steps + 2 evaluations.
   "pigdm"      the same with Cov = r^2 I, r^2 = sigma^2 / (1 + sigma^2) (Song et al. 2023,
                PiGDM, for unit-variance data). Costs 2 evaluations (the score and one VJP).
+               Its move of E[x0 | x_t], Cov A^T v with Cov = std^2 / m J, is capped per sample
+               at PIGDM_TRUST r^2 |A^T v|: the most that a prior with Cov[x0 | x_t] <=
+               PIGDM_TRUST r^2 I allows, ten times PiGDM's own variance. A learned J errs by
+               about 1 / m at large t, where the exact J is of order m: without the cap that
+               error sends the chain to infinity within a few steps; with it, no cell of the
+               exact mixtures in bench/bench_observe.py moves.
   "projection" for operators with A A^T = gram I: after each step the observed part A x_t is
                replaced by m(t) (y + sqrt(gram sigma(t)^2 - noise_std^2) w) while that noise level
                exceeds the observation's (Song et al. 2021's inpainting and colorization,
@@ -39,6 +45,8 @@ from sde.base import SDE, Batch, ScoreFn, batch_mul
 # Tweedie guidance's safeguard: conjugate gradients stop, per sample, at a search direction p where
 # p^T M p <= CURVATURE_FLOOR r^2 |A^T p|^2, with r^2 = sigma^2 / (1 + sigma^2) PiGDM's variance.
 CURVATURE_FLOOR = 0.1
+# PiGDM's trust region: its move of E[x0 | x_t] is capped at PIGDM_TRUST r^2 |A^T v| per sample.
+PIGDM_TRUST = 10.0
 METHODS = ("tweedie", "pigdm", "projection", "ddrm")
 
 
@@ -179,6 +187,11 @@ def _cg(matvec, b, n_iter: int, floor=None):
     return v
 
 
+def _norm(u):
+    """Per-sample Euclidean norm of a batch."""
+    return jnp.sqrt(jnp.sum(jnp.square(u).reshape(u.shape[0], -1), axis=-1))
+
+
 def guided_score(sde: SDE, score_fn: ScoreFn, y, operator: Operator, noise_std, *,
                  method="tweedie", cg_steps=4) -> tuple[ScoreFn, int]:
     """(score_fn of p_t(x | y) in the Gaussian approximation of `method`, its cost in score
@@ -206,19 +219,33 @@ def guided_score(sde: SDE, score_fn: ScoreFn, y, operator: Operator, noise_std, 
             floor = lambda w: CURVATURE_FLOOR * sigma2 / (1 + sigma2) * jnp.sum(
                 jnp.square(operator.adjoint(w)).reshape(w.shape[0], -1), axis=-1)
             v = _cg(matvec, residual, cg_steps, floor)
-        (pull,) = jax.linear_transpose(jac, x)(operator.adjoint(v))
+        back = operator.adjoint(v)
+        (pull,) = jax.linear_transpose(jac, x)(back)
+        if method == "pigdm":  # PiGDM's trust region (module docstring)
+            bound = PIGDM_TRUST * sigma2 / (1 + sigma2) * _norm(back)
+            pull = batch_mul(jnp.minimum(1.0, bound / jnp.maximum(
+                jnp.square(std) / m * _norm(pull), jnp.finfo(x.dtype).tiny)), pull)
         return s + pull
 
     return score, (cg_steps + 2 if method == "tweedie" else 2)
 
 
+def _excess_variance(operator: Operator, sigma, noise_std):
+    """gram sigma^2 - noise_std^2: the variance A (x_t / m) has beyond the observation's."""
+    return operator.gram * jnp.square(sigma) - jnp.square(noise_std)
+
+
+def _noised(operator: Operator, y, excess, key):
+    """y plus fresh noise of variance max(excess, 0) in A's range: A (x_t / m) at that level."""
+    w = operator.restrict(jax.random.normal(key, y.shape, y.dtype))
+    return y + batch_mul(jnp.sqrt(jnp.maximum(excess, 0.0)), w)
+
+
 def _replace_observed(sde: SDE, operator: Operator, y, noise_std):
     """`after` for run_chain: A x_t <- m (y + sqrt(gram sigma^2 - noise_std^2) w) where positive."""
     def after(x, t, key):
-        m, sigma = sde.mean_coeff(t), sde.sigma(t)
-        excess = operator.gram * jnp.square(sigma) - jnp.square(noise_std)
-        w = operator.restrict(jax.random.normal(key, y.shape, y.dtype))
-        target = batch_mul(m, y + batch_mul(jnp.sqrt(jnp.maximum(excess, 0.0)), w))
+        excess = _excess_variance(operator, sde.sigma(t), noise_std)
+        target = batch_mul(sde.mean_coeff(t), _noised(operator, y, excess, key))
         active = batch_mul(excess > 0, jnp.ones_like(x, bool))
         return jnp.where(active, operator.project(x, target), x)
     return after
@@ -241,14 +268,13 @@ def _ddrm_step(operator: Operator, y, noise_std, eta):
                               + eta * jax.random.normal(k_free, x.shape, x.dtype))
         # the observed part, in y's space (noise of std sqrt(gram) per unit of sigma)
         g, y0 = operator.gram, operator(x0)
-        w = operator.restrict(jax.random.normal(k_obs, y.shape, y.dtype))
         sigma_y = noise_std / math.sqrt(g)
         # below y's noise: towards Tweedie's y0, pulled to y; above it: y plus the missing noise
         below = batch_mul(sigma_next < sigma_y, jnp.ones_like(y, bool))
+        w = operator.restrict(jax.random.normal(k_obs, y.shape, y.dtype))
         pulled = y0 + batch_mul(math.sqrt(1 - eta ** 2) * sigma_next / jnp.where(
             sigma_y > 0, sigma_y, 1.0), y - y0) + batch_mul(eta * sigma_next * math.sqrt(g), w)
-        replaced = y + batch_mul(jnp.sqrt(jnp.maximum(
-            g * jnp.square(sigma_next) - jnp.square(noise_std), 0.0)), w)
+        replaced = _noised(operator, y, _excess_variance(operator, sigma_next, noise_std), k_obs)
         target = operator.restrict(jnp.where(below, pulled, replaced))
         return batch_mul(sde.mean_coeff(t_next), operator.project(free, target)), 1
     return predict

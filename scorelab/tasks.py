@@ -20,7 +20,7 @@ from scipy import ndimage
 from models.score import bind
 from samplers import (INVERSE_METHODS, colorize, denoise, inpaint, posterior_mean, solve_inverse,
                       super_resolve)
-from samplers.operators import (BlockAverage, ChannelMean, FourierSampling, GaussianBlur,
+from samplers.operators import (BlockAverage, ChannelMean, FourierSampling, GaussianBlur, Mask,
                                 RandomProjection)
 from scorelab import distributed
 from scorelab.build import score_fn_for
@@ -122,45 +122,46 @@ def ssim(x: np.ndarray, ref: np.ndarray) -> float:
 
 # ---- the tasks ----
 
-def resolve_method(task: str, operator: str, method: str) -> str:
-    """The method a task runs: "auto" is DDRM for every operator but blur and projections (whose
-    rows are not orthonormal), Tweedie guidance for those; denoising has its exact start."""
-    if task == "denoise":
-        return "exact start"
+def _method_for(operator, method: str) -> str:
+    """`method`, where "auto" is DDRM for an operator with orthonormal rows (a cheap SVD) and
+    Tweedie guidance for any other (blur, projections)."""
     if method != "auto":
         return method
-    return "tweedie" if task == "reconstruct" and not operator.startswith("fourier") else "ddrm"
+    return "ddrm" if operator.gram is not None else "tweedie"
 
 
 def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps,
             method=DEFAULT_METHOD):
     """(call(sde, score) -> draws, nfe; the observation shown as an image; a posterior-mean call
-    or None) for model-space images x0 and the noise std in model units; `method` is
-    `solve_inverse`'s (denoising uses its exact start)."""
+    or None; the method run) for model-space images x0 and the noise std in model units;
+    `method` is `solve_inverse`'s or "auto" (`_method_for`); denoising uses its exact start."""
     shape, steps = x0.shape, {"num_steps": num_steps}
-    if task != "denoise":
-        steps["method"] = method
     if task == "complete":
         m = jnp.asarray(make_mask(mask, shape, seed))
-        shown = jnp.where(m, x0, 0.0)
-        return (lambda sde, s: inpaint(sde, s, x0, m, key, **steps)), shown, None
+        method = _method_for(Mask.create(m, shape[1:]), method)
+        return ((lambda sde, s: inpaint(sde, s, x0, m, key, method=method, **steps)),
+                jnp.where(m, x0, 0.0), None, method)
     if task == "super-resolve":
         if shape[1] % factor or shape[2] % factor:
             raise ConfigError(f"--factor={factor} must divide the image size {shape[1:3]}")
-        low = BlockAverage.create(shape[1:], factor)(x0)
-        shown = jnp.repeat(jnp.repeat(low, factor, 1), factor, 2)
-        return (lambda sde, s: super_resolve(sde, s, low, key, factor=factor, **steps)), shown, None
+        op = BlockAverage.create(shape[1:], factor)
+        low, method = op(x0), _method_for(op, method)
+        return ((lambda sde, s: super_resolve(sde, s, low, key, factor=factor, method=method,
+                                              **steps)),
+                jnp.repeat(jnp.repeat(low, factor, 1), factor, 2), None, method)
     if task == "colorize":
         if shape[-1] != 3:
             raise ConfigError(f"colorize needs colour images, this run's have {shape[-1]} "
                               f"channel(s)")
-        gray = ChannelMean.create(shape[1:])(x0)
-        return (lambda sde, s: colorize(sde, s, gray, key, **steps)), jnp.repeat(gray, 3, -1), None
+        op = ChannelMean.create(shape[1:])
+        gray, method = op(x0), _method_for(op, method)
+        return ((lambda sde, s: colorize(sde, s, gray, key, method=method, **steps)),
+                jnp.repeat(gray, 3, -1), None, method)
     k_noise, _ = jax.random.split(jax.random.fold_in(key, 1))
     if task == "denoise":
         y = x0 + noise_std * jax.random.normal(k_noise, shape)
         return ((lambda sde, s: denoise(sde, s, y, noise_std, key, **steps)), y,
-                lambda sde, s: posterior_mean(sde, s, y, noise_std))
+                lambda sde, s: posterior_mean(sde, s, y, noise_std), "exact start")
     kind, number = parse_operator(operator)
     op = {"blur": lambda: GaussianBlur.create(shape[1:], number),
           "fourier": lambda: FourierSampling.create(shape[1:], number, seed),
@@ -169,7 +170,9 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
     # shown as an image: y itself for a blur, else the minimum-norm (or back-) projection
     shown = (y if op.out_shape == shape[1:] else op.pinv(y) if op.gram is not None
              else op.adjoint(y))
-    return (lambda sde, s: solve_inverse(sde, s, y, op, noise_std, key, **steps)), shown, None
+    method = _method_for(op, method)
+    return ((lambda sde, s: solve_inverse(sde, s, y, op, noise_std, key, method=method, **steps)),
+            shown, None, method)
 
 
 def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, out: str = "",
@@ -192,8 +195,7 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     x0 = preprocess(jnp.asarray(run.dataset.test[:num]), jax.random.key(0), is_image=True,
                     centered=centered)
     scale = 2.0 if centered else 1.0  # pixel units of [0, 1] -> model space
-    method = resolve_method(task, operator, method)
-    draw, shown, mean = observe(task, x0, jax.random.key(seed), mask=mask, factor=factor,
+    draw, shown, mean, method = observe(task, x0, jax.random.key(seed), mask=mask, factor=factor,
                                 noise_std=scale * noise_std, operator=operator, seed=seed,
                                 num_steps=num_steps, method=method)
     labels = (jnp.asarray(run.dataset.test_labels[:num]) if config.model.conditional_classes

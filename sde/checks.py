@@ -42,6 +42,32 @@ def check_number(name: str, value, *, low=None, high=None, low_open=False, high_
         raise ValueError(f"{name} must be a finite number in {left}, {right}, got {value!r}")
 
 
+def concrete_array(value) -> np.ndarray | None:
+    """`value` as a float numpy array (any shape), or None when it is traced, abstract or not
+    numeric."""
+    if isinstance(value, (bool, str, bytes)) or isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except Exception:  # ShapeDtypeStruct, sentinel leaf
+        return None
+
+
+def check_parameter(name: str, value, *, low=None, low_open=False):
+    """An SDE parameter: a real number, or an array of them for a stack of SDEs (the leaves of
+    SDEs batched by jax.vmap), each finite and >= low (> low when `low_open`)."""
+    if not hasattr(value, "ndim") or value.ndim == 0:
+        return check_number(name, value, low=low, low_open=low_open)
+    v = concrete_array(value)
+    if v is None:
+        return
+    ok = np.isfinite(v) & ((v > low if low_open else v >= low) if low is not None else True)
+    if not ok.all():
+        bound = "" if low is None else f" {'>' if low_open else '>='} {low}"
+        raise ValueError(f"{name} must hold finite numbers{bound}, got {v[~ok][:4]} in an "
+                         f"array of shape {v.shape}")
+
+
 def check_int(name: str, value, *, low: int = 1, allow_none: bool = False):
     """A Python or numpy integer >= low (bools are refused)."""
     if value is None and allow_none:

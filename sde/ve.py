@@ -1,5 +1,6 @@
 """The variance-exploding SDE: NCSN / SMLD's continuous limit (Song et al. 2021, sec. 3.4)."""
 import jax.numpy as jnp
+import numpy as np
 
 from sde import checks
 from sde.base import SDE, register_sde
@@ -20,10 +21,10 @@ class VESDE(SDE):
 
     def __post_init__(self):
         super().__post_init__()
-        checks.check_number("sigma_min", self.sigma_min, low=0.0, low_open=True)
-        checks.check_number("sigma_max", self.sigma_max, low=0.0, low_open=True)
-        lo, hi = checks.concrete_float(self.sigma_min), checks.concrete_float(self.sigma_max)
-        if lo is not None and hi is not None and lo >= hi:
+        checks.check_parameter("sigma_min", self.sigma_min, low=0.0, low_open=True)
+        checks.check_parameter("sigma_max", self.sigma_max, low=0.0, low_open=True)
+        lo, hi = checks.concrete_array(self.sigma_min), checks.concrete_array(self.sigma_max)
+        if lo is not None and hi is not None and np.any(lo >= hi):
             raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={self.sigma_min!r} "
                              f">= sigma_max={self.sigma_max!r}")
 

@@ -6,6 +6,7 @@ Their discrete chains use DDPM's betas beta_i = beta_min / N + i (beta_max - bet
 (1e-4 .. 0.02 for the defaults) and alpha_bar_i = prod_{j <= i} (1 - beta_j).
 """
 import jax.numpy as jnp
+import numpy as np
 
 from sde import checks
 from sde.base import SDE, register_sde
@@ -20,13 +21,13 @@ class _BetaSchedule(SDE):
 
     def __post_init__(self):
         super().__post_init__()
-        checks.check_number("beta_min", self.beta_min, low=0.0, low_open=True)
-        checks.check_number("beta_max", self.beta_max, low=0.0, low_open=True)
-        lo, hi = checks.concrete_float(self.beta_min), checks.concrete_float(self.beta_max)
-        if lo is not None and hi is not None and lo > hi:
+        checks.check_parameter("beta_min", self.beta_min, low=0.0, low_open=True)
+        checks.check_parameter("beta_max", self.beta_max, low=0.0, low_open=True)
+        lo, hi = checks.concrete_array(self.beta_min), checks.concrete_array(self.beta_max)
+        if lo is not None and hi is not None and np.any(lo > hi):
             raise ValueError(f"beta_min must be <= beta_max, got beta_min={self.beta_min!r} > "
                              f"beta_max={self.beta_max!r}")
-        if hi is not None and hi >= self.N:
+        if hi is not None and np.any(hi >= self.N):
             raise ValueError(f"beta_max / N must be < 1 for DDPM's discrete betas, got "
                              f"beta_max={self.beta_max!r} with N={self.N}")
 

@@ -6,7 +6,7 @@ import pytest
 
 from samplers import (classifier_free_guidance, classifier_guidance, colorize, denoise, edit,
                       inpaint, pc_sample, posterior_mean, solve_inverse, super_resolve)
-from samplers.observe import _cg, guided_score
+from samplers.observe import PIGDM_TRUST, _cg, guided_score
 from samplers.operators import (BlockAverage, ChannelMean, FourierSampling, GaussianBlur,
                                 LinearFunction, Mask, RandomProjection, check_linear)
 from scorelab.metrics import sliced_wasserstein
@@ -185,6 +185,34 @@ def test_tweedie_guided_score_is_the_exact_conditional_score_of_a_gaussian(sde, 
     assert cost == 4
     pigdm, cost = guided_score(sde, gauss.score_fn(sde), y, op, jnp.full(8, s), method="pigdm")
     assert float(jnp.max(jnp.abs(jax.jit(pigdm)(x, t) - exact))) > 0.1 and cost == 2
+
+
+@pytest.mark.parametrize("s0", [0.3, 1.0, 5.0])
+def test_pigdm_moves_the_mean_as_tweedie_would_up_to_its_trust_region(s0, x64):
+    """For data N(mu, s0^2 I), Cov[x0 | x_t] = c I with c = (1 / s0^2 + 1 / sigma^2)^-1, and
+    PiGDM's guidance moves E[x0 | x_t] by c A^T v, v = (s^2 I + r^2 A A^T)^-1 (y - A E[x0 | x_t]).
+    Its cap K r^2 |A^T v| (K = PIGDM_TRUST = 10) binds only where c > K r^2 (here for s0 = 5 at
+    large t): the guided score must be score + m / std^2 min(c, K r^2) A^T v, exactly."""
+    rng = np.random.default_rng(2)
+    sde, s = VPSDE(), 0.2
+    gauss = GaussianMixture(jnp.ones(1), jnp.asarray(rng.standard_normal((1, 5))), jnp.full(1, s0))
+    a = RandomProjection.create((5,), 3, 0).matrix().astype(jnp.float64)
+    op = RandomProjection(a, (5,))
+    y = jnp.asarray(rng.standard_normal((8, 3)))
+    x, t = jnp.asarray(rng.standard_normal((8, 5))), jnp.linspace(0.05, 1.0, 8)
+    m, std = sde.mean_coeff(t), sde.std(t)
+    sigma2 = (std / m) ** 2
+    r2, c = sigma2 / (1 + sigma2), 1 / (1 / s0 ** 2 + 1 / sigma2)
+    score = gauss.score_fn(sde)(x, t)
+    x0 = (x + std[:, None] ** 2 * score) / m[:, None]
+    gram = a @ a.T
+    v = jnp.stack([jnp.linalg.solve(s ** 2 * jnp.eye(3) + r2[i] * gram, y[i] - a @ x0[i])
+                   for i in range(8)])
+    expected = score + (m / std ** 2 * jnp.minimum(c, PIGDM_TRUST * r2))[:, None] * (v @ a)
+    assert (s0 < 5) == bool(jnp.all(c <= PIGDM_TRUST * r2))  # the cap binds for s0 = 5 only
+    pigdm, _ = guided_score(sde, gauss.score_fn(sde), y, op, jnp.full(8, s), method="pigdm",
+                            cg_steps=3)
+    np.testing.assert_allclose(jax.jit(pigdm)(x, t), expected, rtol=1e-7, atol=1e-9)
 
 
 def test_truncated_cg_solves_positive_definite_systems_and_stops_at_low_curvature(x64):

@@ -27,3 +27,14 @@ def test_api_snippets_run_and_the_stated_agreement_holds():
     assert int(scope["nfe"]) == 1001 and float(scope["x"][:, 0].mean()) < -1.9
     exec(compile(snippets[2], "README.md", "exec"), scope)
     assert scope["x"].shape == (4, 8, 8, 1)
+
+
+def test_the_stacked_sde_snippet_runs_one_sweep():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### SDEs"):text.index("### Losses")]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    scope = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    x = scope["x"]
+    assert x.shape == (3, 256, 2) and scope["nfe"].tolist() == [10, 10, 10]
+    assert float(abs(x[0] - x[2]).mean()) > 1e-2  # each beta_max gives its own samples

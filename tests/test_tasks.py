@@ -4,11 +4,13 @@ import json
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from scorelab.config import ConfigError
-from scorelab.tasks import make_mask, psnr, resolve_method, run_task, ssim
+from scorelab.tasks import make_mask, observe, psnr, run_task, ssim
 from tests.test_layout import ROOT, copy_fixture
 
 
@@ -56,10 +58,14 @@ def test_tasks_write_their_rows_and_figures(workdir, tmp_path, task, options):
 @pytest.mark.parametrize("task, operator, method", [
     ("reconstruct", "blur:1.0", "tweedie"), ("reconstruct", "project:10", "tweedie"),
     ("reconstruct", "fourier:0.5", "ddrm"), ("super-resolve", "blur:1.0", "ddrm"),
-    ("denoise", "blur:1.0", "exact start")])
+    ("complete", "blur:1.0", "ddrm"), ("denoise", "blur:1.0", "exact start")])
 def test_auto_method_is_ddrm_where_the_rows_are_orthonormal(task, operator, method):
-    assert resolve_method(task, operator, "auto") == method
-    assert resolve_method("complete", operator, "pigdm") == "pigdm"
+    options = dict(mask="center", factor=2, noise_std=0.1, operator=operator, seed=0,
+                   num_steps=2)
+    x0, key = jnp.zeros((2, 8, 8, 1)), jax.random.key(0)
+    assert observe(task, x0, key, method="auto", **options)[-1] == method
+    if task != "denoise":
+        assert observe(task, x0, key, method="pigdm", **options)[-1] == "pigdm"
 
 
 @pytest.mark.parametrize("task, options, message", [
