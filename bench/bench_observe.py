@@ -85,8 +85,9 @@ def run_cell(sde, prior, op, s, method, steps, n, keys, cg_steps=4):
     y = op(x0) + s * jax.random.normal(keys[1], (n,) + op.out_shape)
     a, keep = observed_rows(op, op.matrix())
     y_rows = y.reshape(n, -1)[:, keep]
-    post = prior.posterior(a, y_rows, s)
-    exact, floor_draw = post.sample(keys[2]), post.sample(keys[3])
+    # one compiled program: eager LAPACK calls have hung JAX 0.10's CPU runtime here
+    post = jax.jit(lambda p, a, y: p.posterior(a, y, s))(prior, a, y_rows)
+    exact, floor_draw = jax.jit(lambda p: (p.sample(keys[2]), p.sample(keys[3])))(post)
     score = prior.score_fn(sde)
     if method == "exact start":
         fn = jax.jit(lambda y: denoise(sde, score, y, s, keys[4], num_steps=steps))

@@ -9,9 +9,9 @@ total-variation least squares.
            one and otherwise at their documented defaults. PSNR / SSIM against the clean images.
   fourier  (28 x 28 runs) the orthonormal 2-D FFT at a centre-dense random FRACTION of the
            frequencies with noise 0.01: `solve_inverse` with each method (steps: STEPS), the
-           zero-filled inverse FFT (A^T y), and TV least squares, min 0.5 |A x - y|^2 + lam TV(x) over
-           [0, 1] images (1000 Adam steps, smoothed TV), with lam the best of a grid in
-           hindsight on these same images (an oracle choice, in the baseline's favour).
+           zero-filled inverse FFT (A^T y), and TV least squares, min 0.5 |A x - y|^2 +
+           lam TV(x) over [0, 1] images (1000 Adam steps, smoothed TV), with lam the best of a
+           grid in hindsight on these same images (an oracle choice, in the baseline's favour).
   methods  (any image run) each method of `solve_inverse` on the observation commands of
            `train.py` (centre and random-pixel completion, 2x super-resolution, deblurring with
            noise 0.02), 16 held-out images, N steps (PiGDM also at 100, DDRM at 20 and
@@ -23,6 +23,10 @@ one call compiled beforehand (classical: one call per image on the CPU, summed).
     python -m bench.bench_restore --run=runs/default --parts=methods --methods=pigdm
     python -m bench.bench_restore --run=runs/mnist --parts=denoise
     python -m bench.bench_restore --run=runs/mnist --parts=fourier --num=16
+    python -m bench.bench_restore --run=runs/mnist --parts=fourier --num=16 --methods=pigdm
+--methods runs only those methods of solve_inverse (the fourier part also its cheap baselines),
+their rows replacing the stored ones; the Fourier pictures' other rows come from
+docs/observe/fourier_rows_<data>.npz, which every fourier run writes.
 """
 import argparse
 import json
@@ -131,7 +135,9 @@ def tv_least_squares(op, y, lam, steps=1000):
     return x
 
 
-def part_fourier(sde, score, x0, pixels, scale, key, centered):
+def part_fourier(sde, score, x0, pixels, scale, key, centered, only=None, stored=None):
+    """Rows and picture grids; with `only`, of those methods of solve_inverse (and the cheap
+    baselines), the other methods' picture rows coming from `stored` (the last run's)."""
     truth, rows, grids = pixels(x0), [], {}
     for fraction in FRACTIONS:
         op = FourierSampling.create(x0.shape[1:], fraction, 0)
@@ -152,6 +158,10 @@ def part_fourier(sde, score, x0, pixels, scale, key, centered):
         # A is linear: A (2 p - 1) = 2 A p - A 1 for centred data
         y = (2 * y_pix - op(jnp.ones_like(x0))) if centered else y_pix
         for method, steps in STEPS.items():
+            if only and method not in only:
+                if f"{fraction}/{method}" in stored:  # a row of the pictures
+                    shown[method] = stored[f"{fraction}/{method}"] / 255
+                continue
             fn = jax.jit(lambda y: solve_inverse(sde, score, y, op, scale * FOURIER_NOISE, key,
                                                  method=method, num_steps=steps))
             (x, nfe), seconds = timed(fn, y)
@@ -163,8 +173,9 @@ def part_fourier(sde, score, x0, pixels, scale, key, centered):
             print(f"  fourier {fraction:.2f} {c['method']:28} PSNR {c['psnr']:6.2f} SSIM "
                   f"{c['ssim']:.3f} NFE {c['nfe']:5d} {c['seconds']:7.2f} s", flush=True)
         rows += cells
-        grids[fraction] = [shown[k][:8] for k in ("zero-filled IFFT", "TV least squares",
-                                                  "pigdm", "tweedie", "ddrm")] + [truth[:8]]
+        grids[fraction] = {k: shown[k][:8] for k in ("zero-filled IFFT", "TV least squares",
+                                                     "pigdm", "tweedie", "ddrm")}
+        grids[fraction]["original"] = truth[:8]
     return rows, grids
 
 
@@ -221,8 +232,9 @@ def main():
     parser.add_argument("--parts", default="denoise,fourier")
     parser.add_argument("--num", type=int, default=64)
     parser.add_argument("--grid_noise", type=float, default=0.2)
-    parser.add_argument("--methods", default="", help="the methods part: only these methods of "
-                        "solve_inverse (comma-separated), their rows replacing the stored ones")
+    parser.add_argument("--methods", default="", help="methods and fourier parts: only these "
+                        "methods of solve_inverse (comma-separated), their rows replacing the "
+                        "stored ones")
     args = parser.parse_args()
     parts = args.parts.split(",")
     config, run, state, step = restore(pathlib.Path(args.run), make_mesh())
@@ -249,18 +261,33 @@ def main():
         plot_denoise(rows, name, DOCS / f"denoise_psnr_{config.data.name}.png")
         save_rows([(g * 255).round().astype(np.uint8) for g in grid],
                   DOCS / f"denoise_methods_{config.data.name}")
+    only = set(args.methods.split(",")) if args.methods else None
     if "methods" in parts:
-        only = set(args.methods.split(",")) if args.methods else None
         kept = [r for r in result.get("methods", []) if only and r["method"] not in only]
         rows = part_methods(pathlib.Path(args.run), only)
         order = lambda r: (list(TASKS).index(r["task"]), INVERSE_METHODS.index(r["method"]),
                            0 if r["steps"] == "N" else r["steps"])
         result["methods"] = sorted(kept + rows, key=order)
     if "fourier" in parts:
-        rows, grids = part_fourier(run.sde, score, x0, pixels, scale, key, centered)
+        # the pictures' rows as uint8, so that --methods re-runs only some of them
+        cache = DOCS / f"fourier_rows_{config.data.name}.npz"
+        stored = dict(np.load(cache)) if only and cache.is_file() else None
+        if only and stored is None:
+            raise SystemExit(f"--methods needs the pictures' rows of a full run, {cache}")
+        rows, grids = part_fourier(run.sde, score, x0, pixels, scale, key, centered, only,
+                                   stored)
+        if only:
+            name = lambda r: r["method"].split(" (")[0]  # "tweedie (300 steps)" -> "tweedie"
+            ran = lambda r: name(r) not in STEPS or name(r) in only
+            order = ["zero-filled IFFT", "TV least squares", *STEPS]
+            rows = sorted([r for r in result["fourier"]["rows"] if not ran(r)] + rows,
+                          key=lambda r: (-r["fraction"], order.index(name(r))))
         result["fourier"] = {"num": args.num, "noise_std": FOURIER_NOISE, "rows": rows}
+        as_uint8 = lambda g: (g * 255).round().astype(np.uint8)
+        np.savez_compressed(cache, **{f"{f}/{k}": as_uint8(g) for f, grid in grids.items()
+                                      for k, g in grid.items()})
         for fraction, grid in grids.items():
-            save_rows([(g * 255).round().astype(np.uint8) for g in grid],
+            save_rows([as_uint8(g) for g in grid.values()],
                       DOCS / f"fourier_{round(100 * fraction)}_{config.data.name}")
     RESULTS.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

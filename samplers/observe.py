@@ -18,8 +18,9 @@ measured in bench/bench_observe.py), the three methods of `solve_inverse`:
                at PIGDM_TRUST r^2 |A^T v|: the most that a prior with Cov[x0 | x_t] <=
                PIGDM_TRUST r^2 I allows, ten times PiGDM's own variance. A learned J errs by
                about 1 / m at large t, where the exact J is of order m: without the cap that
-               error sends the chain to infinity within a few steps; with it, no cell of the
-               exact mixtures in bench/bench_observe.py moves.
+               error sends the chain to infinity within a few steps; on the exact mixtures of
+               bench/bench_observe.py the cells re-checked (12-D mask, channel mean, block
+               average) did not move.
   "projection" for operators with A A^T = gram I: after each step the observed part A x_t is
                replaced by m(t) (y + sqrt(gram sigma(t)^2 - noise_std^2) w) while that noise level
                exceeds the observation's (Song et al. 2021's inpainting and colorization,
