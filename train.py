@@ -12,6 +12,7 @@
     python train.py impute --workdir=runs/table --input=t.csv --output=filled.csv
     python train.py score --workdir=runs/default --input=images.npz --output=nll.csv
     python train.py --coordinator_address=host0:1234 --num_processes=2 --process_id=0  # per host
+    python train.py compare --config=configs/compare_mixture.py --workdir=runs/compare  # SDEs
 
 Re-running the same command resumes from the newest checkpoint in the workdir, along the same
 trajectory as an uninterrupted run. The work is done by the `scorelab` package; this file only
@@ -25,6 +26,7 @@ from ml_collections import config_flags
 import scorelab
 import scorelab.distributed
 from scorelab.sampling import SAMPLERS
+from scorelab.compare import compare
 from scorelab.inputs import impute, score
 from samplers import INVERSE_METHODS
 from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
@@ -59,6 +61,7 @@ _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "the tasks: reverse-chain s
 _METHOD = flags.DEFINE_string("method", DEFAULT_METHOD, "the tasks but denoise: "
                                f"solve_inverse's method, one of {list(INVERSE_METHODS)}, or auto "
                                "(ddrm for operators with orthonormal rows, else tweedie).")
+_QUICK = flags.DEFINE_bool("quick", False, "compare: the config's quick settings (minutes).")
 _FACTOR = flags.DEFINE_integer("factor", 2, "super-resolve: the upsampling factor.")
 _NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "denoise, reconstruct: observation noise std "
                                 "in pixel units of [0, 1] images.")
@@ -83,7 +86,7 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     command = argv[1] if len(argv) > 1 else "train"
-    commands = ["train", "sample", *TASKS, "impute", "score"]
+    commands = ["train", "sample", *TASKS, "impute", "score", "compare"]
     if command not in commands:
         raise app.UsageError(f"command must be one of {commands}, got {command!r}")
     scorelab.distributed.start(
@@ -102,6 +105,8 @@ def main(argv):
                seed=_SEED.value, num_steps=_NUM_STEPS.value)
     elif command == "score":
         score(workdir, input=_INPUT.value, output=_OUTPUT.value, seed=_SEED.value)
+    elif command == "compare":
+        compare(_CONFIG.value, workdir, quick=_QUICK.value)
     else:
         run_task(workdir, command, num=_NUM.value if _NUM.present else 16, seed=_SEED.value,
                  out=_OUT.value, mask=_MASK.value, factor=_FACTOR.value,
