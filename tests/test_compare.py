@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from configs import compare_mixture
-from scorelab.compare import cells_of, check_compare, quick_config
+from scorelab.compare import _weight_error, cells_of, check_compare, quick_config
 from scorelab.config import ConfigError
 from tests.test_layout import ROOT
 
@@ -54,6 +54,7 @@ def test_compare_fills_every_cell_once_and_only_new_ones_later(tmp_path):
     assert {c[1] for c in got if c[0] == "exact"} == {"vp"}
     for cell in out["cells"]:
         assert cell["finite"] and math.isfinite(cell["sliced_w2"]) and cell["nfe"] > 0
+        assert 0 <= cell["weight_error"] < 1
     for variant in TINY["compare.run_variants"]:
         facts = out["runs"][f"{variant}_seed0"]
         assert facts["nll_gap_nats"] == pytest.approx(facts["nll_nats"] - facts["exact_nll_nats"])
@@ -87,3 +88,15 @@ def test_bad_compare_configs_are_refused_before_training(change, message):
     change(config)
     with pytest.raises(ConfigError, match=message):
         check_compare(config)
+
+
+def test_weight_error_sees_a_missing_component_and_not_exact_draws(mixture):
+    """Exact draws: |share - w| within 4 standard deviations sqrt(w (1 - w) / n); every point
+    in the heavier component: the lighter one's whole weight (0.3)."""
+    import jax
+    import jax.numpy as jnp
+    n = 20000
+    draws = mixture.sample(jax.random.key(0), n)
+    assert _weight_error(draws) < 4 * math.sqrt(0.3 * 0.7 / n)
+    heavy = jnp.broadcast_to(mixture.means[1], (n, 2))
+    assert _weight_error(heavy) == pytest.approx(float(mixture.weights[0]), abs=1e-4)
