@@ -3,7 +3,7 @@ super-resolve, colorize, denoise and reconstruct (blur, random projections, Four
 
 Each takes the first `num` held-out images x0, observes them (y = A x0 + noise), draws from the
 model's posterior with `samplers`, and writes `out`.png (rows: the observation shown as an image
-| a posterior draw | [the posterior mean] | the original) and `out`.json (PSNR / SSIM against
+| [the posterior mean] | a posterior draw | the original) and `out`.json (PSNR / SSIM against
 the originals, NFE, seconds; for digits, the in-project classifier's accuracy on the
 observation, the draws and the originals). Noise levels are given in pixel units of [0, 1]
 images and converted to the model's data space.
@@ -180,7 +180,7 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
              operator: str = "blur:1.0", num_steps: int | None = None,
              method: str = DEFAULT_METHOD) -> dict:
     """Runs `task` on the first `num` held-out images of the run in `workdir`; process 0 writes
-    `out`.png, `out`.npz (model-space rows: observation, draws, [mean], x0) and `out`.json
+    `out`.png, `out`.npz (model-space rows: observation, [mean], draws, x0) and `out`.json
     (default under `workdir`/tasks). Returns the figures. A class-conditional run is
     conditioned on the images' true classes as well."""
     check_task_args(task, num=num, mask=mask, factor=factor, noise_std=noise_std,
@@ -195,16 +195,17 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     x0 = preprocess(jnp.asarray(run.dataset.test[:num]), jax.random.key(0), is_image=True,
                     centered=centered)
     scale = 2.0 if centered else 1.0  # pixel units of [0, 1] -> model space
-    draw, shown, mean, method = observe(task, x0, jax.random.key(seed), mask=mask, factor=factor,
-                                noise_std=scale * noise_std, operator=operator, seed=seed,
-                                num_steps=num_steps, method=method)
+    draw, shown, mean, method = observe(
+        task, x0, jax.random.key(seed), mask=mask, factor=factor, noise_std=scale * noise_std,
+        operator=operator, seed=seed, num_steps=num_steps, method=method)
     labels = (jnp.asarray(run.dataset.test_labels[:num]) if config.model.conditional_classes
               else None)
     score = bind(score_fn_for(config, run.model, run.sde, labels=labels), state.ema_params)
     start = time.perf_counter()
     x, nfe = jax.jit(lambda: draw(run.sde, score))()
     pixels = lambda a: np.asarray(to_uint8(a, centered=centered), np.float64) / 255
-    rows = [shown, x] + ([jax.jit(lambda: mean(run.sde, score))()[0]] if mean else []) + [x0]
+    m = jax.jit(lambda: mean(run.sde, score))()[0] if mean else None
+    rows = [shown] + ([m] if mean else []) + [x, x0]
     seconds = time.perf_counter() - start  # compilation included
     truth = pixels(x0)
     figures = {"task": task, "step": step, "num": num, "nfe": int(nfe),
@@ -215,8 +216,7 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
                "psnr_observation": psnr(pixels(shown), truth), "psnr_draw": psnr(pixels(x), truth),
                "ssim_draw": ssim(pixels(x), truth)}
     if mean:
-        figures.update(psnr_mean=psnr(pixels(rows[2]), truth), ssim_mean=ssim(pixels(rows[2]),
-                                                                               truth))
+        figures.update(psnr_mean=psnr(pixels(m), truth), ssim_mean=ssim(pixels(m), truth))
     if "digit_classifier" in run.dataset.metrics:  # is the digit still recognisable?
         accuracy = lambda x: class_accuracy(x, run.dataset.test_labels[:num], run.dataset,
                                             centered=centered)
@@ -226,7 +226,7 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     if distributed.is_writer():
         save_rows([to_uint8(np.asarray(r), centered=centered) for r in rows], target)
         np.savez_compressed(target.with_suffix(".npz"), **dict(zip(
-            ["observation", "draws"] + (["mean"] if mean else []) + ["original"],
+            ["observation"] + (["mean"] if mean else []) + ["draws", "original"],
             (np.asarray(r) for r in rows))))
         target.with_suffix(".json").write_text(json.dumps(figures, indent=1))
         print(f"{task} of {num} held-out images at step {step} (NFE {int(nfe)}, {seconds:.1f} s):"
