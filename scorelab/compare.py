@@ -310,7 +310,7 @@ def compare(config, workdir: pathlib.Path, *, quick: bool = False) -> dict:
         results.save()
         if x is not None and cell["budget"] in (max(c.budgets), "adaptive"):  # the grid
             (workdir / "samples").mkdir(exist_ok=True)
-            np.save(_samples_file(workdir, cell), np.asarray(x[:256]))
+            np.save(_samples_file(workdir, cell), np.asarray(x[:2000 if x.ndim == 2 else 64]))
         progress(cell)
     write_tables(config, workdir, results)
     write_plots(config, workdir, results)
@@ -446,7 +446,7 @@ def write_plots(config, workdir: pathlib.Path, results) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scorelab.pictures import image_grid, save_png, scatter_image
+    from scorelab.pictures import image_grid
     from scorelab.data import to_uint8
 
     c, metric, groups = config.compare, _metrics(config)[0], _groups(results)
@@ -520,19 +520,23 @@ def write_plots(config, workdir: pathlib.Path, results) -> None:
     # samples side by side: each variant's first seed, the grid sampler at the largest budget
     grid = c.grid_sampler if c.grid_sampler in c.samplers else next(
         (s for s in c.samplers if SAMPLERS[s][1]), c.samplers[0])
-    panels = []
-    for v in c.run_variants:
-        cell = dict(score="learned", variant=v, seed=c.seeds[0], sampler=grid,
-                    budget=max(c.budgets) if SAMPLERS[grid][1] else "adaptive")
-        path = _samples_file(workdir, cell)
-        if not path.is_file():
-            continue
-        x = np.load(path)
-        if x.ndim == 2:
-            panels.append(scatter_image(x, size=160))
-        else:
-            panels.append(image_grid(to_uint8(x[:64], centered=config.data.centered), fill=255))
-    if panels:
-        h = max(p.shape[0] for p in panels)
-        pad = lambda p: np.pad(p, ((0, h - p.shape[0]), (0, 6), (0, 0)), constant_values=255)
-        save_png(np.concatenate([pad(p) for p in panels], 1), workdir / "samples.png")
+    budget = max(c.budgets) if SAMPLERS[grid][1] else "adaptive"
+    files = {v: _samples_file(workdir, dict(score="learned", variant=v, seed=c.seeds[0],
+                                            sampler=grid, budget=budget))
+             for v in c.run_variants}
+    shown = [(v, np.load(f)) for v, f in files.items() if f.is_file()]
+    if shown:
+        fig, axes = plt.subplots(1, len(shown), figsize=(2.4 * len(shown), 2.6), squeeze=False)
+        for ax, (v, x) in zip(axes[0], shown):
+            if x.ndim == 2:
+                ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5, color=colours[v])
+                ax.set(xlim=(-4, 4), ylim=(-3, 4), aspect="equal")
+            else:
+                ax.imshow(image_grid(to_uint8(x[:36], centered=config.data.centered),
+                                     fill=255).squeeze(), cmap="gray")
+            ax.set_title(f"{v}: {grid}, {budget} NFE", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        fig.savefig(workdir / "samples.png", dpi=110)
+        plt.close(fig)
