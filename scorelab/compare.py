@@ -31,7 +31,6 @@ from samplers import bits_per_dim, log_likelihood, ode_sample, pc_sample, sde_sa
 from scorelab.build import build_sde, score_fn_for
 from scorelab.commands import restore
 from scorelab.config import ConfigError
-from scorelab.data import preprocess
 from scorelab.data.toy import analytic_mixture
 from scorelab.loop import check_workdir, train
 from scorelab.metrics import digit_classifier_metrics, sliced_wasserstein
@@ -208,11 +207,10 @@ def likelihood(model, num: int, key) -> dict:
     (beside the exact NLL of the analytic mixture)."""
     data = model.dataset
     x = jnp.asarray(data.test[:num])
-    if data.is_image:
-        x0 = preprocess(x, key, is_image=True, centered=model.config.data.centered)
+    if data.is_image:  # bits_per_dim dequantises the raw 8-bit images itself
         lo = -1.0 if model.config.data.centered else 0.0
         bpd, nfe = jax.jit(lambda p, x: bits_per_dim(model.sde, model.score_of(p), x, key,
-                                                     data_range=(lo, 1.0)))(model.params, x0)
+                                                     data_range=(lo, 1.0)))(model.params, x)
         return {"bpd": float(jnp.mean(bpd)), "likelihood_nfe": int(nfe)}
     logp, _, nfe = jax.jit(lambda p, x: log_likelihood(model.sde, model.score_of(p), x, key))(
         model.params, x)
