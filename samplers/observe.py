@@ -236,9 +236,13 @@ def _excess_variance(operator: Operator, sigma, noise_std):
     return operator.gram * jnp.square(sigma) - jnp.square(noise_std)
 
 
-def _noised(operator: Operator, y, excess, key):
-    """y plus fresh noise of variance max(excess, 0) in A's range: A (x_t / m) at that level."""
-    w = operator.restrict(jax.random.normal(key, y.shape, y.dtype))
+def _observed_noise(operator: Operator, y, key):
+    """Standard normal noise in A's range, shaped like y."""
+    return operator.restrict(jax.random.normal(key, y.shape, y.dtype))
+
+
+def _noised(y, excess, w):
+    """y plus the noise w scaled to variance max(excess, 0): A (x_t / m) at that level."""
     return y + batch_mul(jnp.sqrt(jnp.maximum(excess, 0.0)), w)
 
 
@@ -246,7 +250,8 @@ def _replace_observed(sde: SDE, operator: Operator, y, noise_std):
     """`after` for run_chain: A x_t <- m (y + sqrt(gram sigma^2 - noise_std^2) w) where positive."""
     def after(x, t, key):
         excess = _excess_variance(operator, sde.sigma(t), noise_std)
-        target = batch_mul(sde.mean_coeff(t), _noised(operator, y, excess, key))
+        w = _observed_noise(operator, y, key)
+        target = batch_mul(sde.mean_coeff(t), _noised(y, excess, w))
         active = batch_mul(excess > 0, jnp.ones_like(x, bool))
         return jnp.where(active, operator.project(x, target), x)
     return after
@@ -272,10 +277,10 @@ def _ddrm_step(operator: Operator, y, noise_std, eta):
         sigma_y = noise_std / math.sqrt(g)
         # below y's noise: towards Tweedie's y0, pulled to y; above it: y plus the missing noise
         below = batch_mul(sigma_next < sigma_y, jnp.ones_like(y, bool))
-        w = operator.restrict(jax.random.normal(k_obs, y.shape, y.dtype))
+        w = _observed_noise(operator, y, k_obs)
         pulled = y0 + batch_mul(math.sqrt(1 - eta ** 2) * sigma_next / jnp.where(
             sigma_y > 0, sigma_y, 1.0), y - y0) + batch_mul(eta * sigma_next * math.sqrt(g), w)
-        replaced = _noised(operator, y, _excess_variance(operator, sigma_next, noise_std), k_obs)
+        replaced = _noised(y, _excess_variance(operator, sigma_next, noise_std), w)
         target = operator.restrict(jnp.where(below, pulled, replaced))
         return batch_mul(sde.mean_coeff(t_next), operator.project(free, target)), 1
     return predict

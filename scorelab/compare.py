@@ -34,6 +34,7 @@ from scorelab.config import ConfigError
 from scorelab.data.toy import analytic_mixture
 from scorelab.loop import check_workdir, train
 from scorelab.metrics import digit_classifier_metrics, sliced_wasserstein
+from scorelab.metrics.toy import sliced_w2_to_test
 from scorelab.step import make_mesh
 
 REFERENCE_SEED = 12345  # the exact draws every mixture cell is compared with
@@ -154,10 +155,7 @@ def _weight_error(x) -> float:
     of the exact responsibilities: far less noisy than sliced W2 (its standard deviation is
     about sqrt(w (1 - w) / n)), and blind to errors within a component."""
     mix = analytic_mixture()
-    d = x.shape[-1]
-    sq = jnp.sum(jnp.square(x[:, None] - mix.means[None]), -1)
-    logits = jnp.log(mix.weights) - d * jnp.log(mix.stds) - 0.5 * sq / jnp.square(mix.stds)
-    share = jnp.mean(jax.nn.softmax(logits, axis=-1)[:, 0])
+    share = jnp.mean(mix.responsibilities(x)[:, 0])
     return float(jnp.abs(share - mix.weights[0]))
 
 
@@ -170,8 +168,7 @@ def sample_metrics(model, x, key) -> dict:
     if "digit_classifier" in data.metrics:
         m = digit_classifier_metrics(x, data, key, centered=model.config.data.centered)
         return {"fd_digits": m["eval/fd_digits"], "classes_covered": m["eval/classes_covered"]}
-    n = min(len(x), len(data.test))
-    return {"sliced_w2": float(sliced_wasserstein(x[:n], jnp.asarray(data.test[:n]), key))}
+    return {"sliced_w2": sliced_w2_to_test(x, data, key)["eval/sliced_w2"]}
 
 
 def noise_floor(num: int, sets: int = 8) -> dict:
@@ -244,14 +241,13 @@ def cells_of(config):
     scores = ["learned"] + (["exact"] if c.exact_score else [])
     for score in scores:
         for variant in c.run_variants:
-            if score == "exact" and variant_config(config, variant, 0).training.loss != \
-                    "continuous":
+            training = variant_config(config, variant, 0)  # the seed changes neither field
+            if score == "exact" and training.training.loss != "continuous":
                 continue  # the exact score does not depend on the loss: one row per SDE
             for seed in (c.seeds if score == "learned" else c.seeds[:1]):
                 for sampler in c.samplers:
-                    sde_name = variant_config(config, variant, seed).sde.name
                     applies = SAMPLERS[sampler][2]
-                    if applies is not None and sde_name not in applies:
+                    if applies is not None and training.sde.name not in applies:
                         continue
                     for budget in (c.budgets if SAMPLERS[sampler][1] else ["adaptive"]):
                         yield dict(score=score, variant=variant, seed=seed, sampler=sampler,
@@ -268,8 +264,9 @@ def compare(config, workdir: pathlib.Path, *, quick: bool = False) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     c = config.compare
     results = Results(workdir / "results.json")
-    todo = [cell for cell in cells_of(config) if _cell_key(cell) not in results.cells]
-    runs = sorted({(cell["variant"], cell["seed"]) for cell in cells_of(config)
+    cells = list(cells_of(config))
+    todo = [cell for cell in cells if _cell_key(cell) not in results.cells]
+    runs = sorted({(cell["variant"], cell["seed"]) for cell in cells
                    if cell["score"] == "learned"})
     for variant, seed in runs:
         train(variant_config(config, variant, seed), run_dir(workdir, variant, seed))
