@@ -114,20 +114,21 @@ def dense(features: int, *, init_scale: float = 1.0) -> nn.Dense:
                     bias_init=nn.initializers.zeros)
 
 
-def num_groups(channels: int) -> int:
-    """GroupNorm groups: min(channels // 4, 32) as in NCSN++, lowered to a divisor of channels.
+def num_groups(channels: int, groups: int | None = None) -> int:
+    """GroupNorm groups: min(channels // 4, 32) as in NCSN++ (or `groups`, e.g. DDPM's fixed 32),
+    lowered to a divisor of channels.
 
     For the paper's widths (multiples of 128) this is 32; the fallback keeps odd widths usable.
     """
-    groups = max(1, min(channels // 4, 32))
+    groups = max(1, min(channels // 4, 32)) if groups is None else min(groups, channels)
     while channels % groups:
         groups -= 1
     return groups
 
 
-def group_norm(x: Images) -> Images:
-    """GroupNorm (Wu & He 2018) over the channels of x with `num_groups(channels)` groups."""
-    return nn.GroupNorm(num_groups=num_groups(x.shape[-1]), epsilon=1e-6)(x)
+def group_norm(x: Images, groups: int | None = None) -> Images:
+    """GroupNorm (Wu & He 2018) over the channels of x with `num_groups(channels, groups)`."""
+    return nn.GroupNorm(num_groups=num_groups(x.shape[-1], groups), epsilon=1e-6)(x)
 
 
 def skip_sum(x: Array, h: Array, skip_rescale: bool) -> Array:
@@ -216,8 +217,9 @@ def fir_blur_for_strided_conv(x: Images, fir_kernel: Sequence[float] = FIR_KERNE
 class Upsample(nn.Module):
     """2x upsampling: (b, h, w, c) -> (b, 2h, 2w, out_ch or c).
 
-    Nearest-neighbour (DDPM) or FIR (`fir=True`, NCSN++), then a 3x3 conv when `with_conv`.
-    Without the conv the channels cannot change.
+    Nearest-neighbour (DDPM) or FIR (`fir=True`, NCSN++). `with_conv` adds a 3x3 conv: after
+    nearest-neighbour upsampling, or, with FIR, StyleGAN2's fused upsampling conv (a stride-2
+    transposed conv, then the FIR filter). Without the conv the channels cannot change.
     """
 
     out_ch: int | None = None
@@ -231,8 +233,33 @@ class Upsample(nn.Module):
         if not self.with_conv and out_ch != x.shape[-1]:
             raise ValueError(f"Upsample: out_ch={out_ch} differs from the {x.shape[-1]} input "
                              f"channels, which needs with_conv=True")
+        if self.fir and self.with_conv:
+            return FIRUpsampleConv(out_ch, self.fir_kernel)(x)
         h = fir_upsample(x, self.fir_kernel) if self.fir else naive_upsample(x)
         return conv(out_ch)(h) if self.with_conv else h
+
+
+class FIRUpsampleConv(nn.Module):
+    """StyleGAN2's fused 2x upsampling conv: (b, h, w, c) -> (b, 2h, 2w, features).
+
+    A stride-2 transposed 3x3 conv (the input dilated by 2 and padded by 2 on each side:
+    2h + 1 pixels), the FIR filter scaled by 4, which trims it to 2h, then the bias (after the
+    filter, so the borders keep the full bias).
+    """
+
+    features: int
+    fir_kernel: Sequence[float] = FIR_KERNEL
+
+    @nn.compact
+    def __call__(self, x: Images) -> Images:
+        w = self.param("kernel", default_init(), (3, 3, x.shape[-1], self.features))
+        b = self.param("bias", nn.initializers.zeros, (self.features,))
+        h = jax.lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), [(2, 2), (2, 2)],
+                                         lhs_dilation=(2, 2),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        k = fir_kernel_2d(self.fir_kernel) * 4
+        p = k.shape[0] - 4  # (taps - factor) - (conv size - 1)
+        return upfirdn2d(h, k, pad=((p + 1) // 2 + 1, p // 2 + 1)) + b.astype(x.dtype)
 
 
 class Downsample(nn.Module):
@@ -284,15 +311,17 @@ class ResnetBlockDDPM(nn.Module):
     dropout: float = 0.1
     skip_rescale: bool = True
     init_scale: float = 0.0
+    groups: int | None = None  # GroupNorm groups (`num_groups`)
     act: Act = nn.silu
 
     @nn.compact
     def __call__(self, x: Images, temb: Embedding | None = None, *,
                  train: bool = False) -> Images:
         out_ch = self.out_ch or x.shape[-1]
-        h = conv(out_ch)(self.act(group_norm(x)))
+        h = conv(out_ch)(self.act(group_norm(x, self.groups)))
         h = add_time_embedding(h, temb, self.act)
-        h = nn.Dropout(self.dropout)(self.act(group_norm(h)), deterministic=not train)
+        h = self.act(group_norm(h, self.groups))
+        h = nn.Dropout(self.dropout)(h, deterministic=not train)
         h = conv(out_ch, init_scale=self.init_scale)(h)
         if x.shape[-1] != out_ch:
             x = conv(out_ch, kernel_size=3 if self.conv_shortcut else 1)(x)
@@ -316,6 +345,7 @@ class ResnetBlockBigGAN(nn.Module):
     fir_kernel: Sequence[float] = FIR_KERNEL
     skip_rescale: bool = True
     init_scale: float = 0.0
+    groups: int | None = None  # GroupNorm groups (`num_groups`)
     act: Act = nn.silu
 
     def resample(self, x: Images) -> Images:
@@ -331,10 +361,11 @@ class ResnetBlockBigGAN(nn.Module):
         if self.up and self.down:
             raise ValueError("ResnetBlockBigGAN: up and down cannot both be True")
         out_ch = self.out_ch or x.shape[-1]
-        h = self.resample(self.act(group_norm(x)))
+        h = self.resample(self.act(group_norm(x, self.groups)))
         x = self.resample(x)
         h = add_time_embedding(conv(out_ch)(h), temb, self.act)
-        h = nn.Dropout(self.dropout)(self.act(group_norm(h)), deterministic=not train)
+        h = self.act(group_norm(h, self.groups))
+        h = nn.Dropout(self.dropout)(h, deterministic=not train)
         h = conv(out_ch, init_scale=self.init_scale)(h)
         if x.shape[-1] != out_ch or self.up or self.down:
             x = conv(out_ch, kernel_size=1)(x)
@@ -351,11 +382,12 @@ class AttnBlock(nn.Module):
 
     skip_rescale: bool = True
     init_scale: float = 0.0
+    groups: int | None = None  # GroupNorm groups (`num_groups`)
 
     @nn.compact
     def __call__(self, x: Images) -> Images:
         b, height, width, c = x.shape
-        h = group_norm(x).reshape(b, height * width, c)
+        h = group_norm(x, self.groups).reshape(b, height * width, c)
         q, k, v = dense(c)(h), dense(c)(h), dense(c)(h)
         weights = jax.nn.softmax(jnp.einsum("bic,bjc->bij", q, k) / math.sqrt(c), axis=-1)
         h = dense(c, init_scale=self.init_scale)(jnp.einsum("bij,bjc->bic", weights, v))

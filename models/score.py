@@ -11,6 +11,9 @@ and the network is conditioned on `time_input`:
     "log_std": log std(t), what Gaussian Fourier features of NCSN++ expect.
 For discrete-time models (`continuous=False`) the std is the discrete chain's std_i (DDPM's
 sqrt(1 - alpha_bar_i), SMLD's sigma_i), matching `sde.discrete_dsm_loss`.
+
+Networks trained by Song et al.'s `score_sde` code follow that code's own conventions, which
+`make_score_sde_fn` reproduces (`models/score_sde.py` loads such checkpoints).
 """
 from typing import Any, Callable
 
@@ -18,6 +21,8 @@ import jax.numpy as jnp
 
 from sde import checks
 from sde.base import SDE, Batch, Times, batch_mul
+from sde.ve import VESDE
+from sde.vp import subVPSDE
 
 PARAMETERIZATIONS = ("noise", "scaled_score", "score")
 TIME_INPUTS = ("time", "log_std")
@@ -58,6 +63,52 @@ def time_conditioning(sde: SDE, t: Times, *, time_input: str = "time",
 def _std(sde: SDE, t: Times, continuous: bool) -> Times:
     """The perturbation std at t: the SDE's, or the discrete chain's std_i."""
     return sde.std(t) if continuous else sde.discrete_marginal(sde.time_index(t))[1]
+
+
+def make_score_sde_fn(apply_fn: Callable, sde: SDE, *, continuous: bool, centered: bool,
+                      scale_by_sigma: bool, fourier: bool):
+    """`score_fn(params, x, t)` of a network trained by `score_sde`: its `get_score_fn`.
+
+    The network is fed x (2 x - 1 when the data are not `centered`, i.e. x in [0, 1]) and a
+    label c, and its output becomes the score as `score_sde` does it:
+        VP, sub-VP:     c = 999 t (continuous, and sub-VP always) or the unrounded (N - 1) t
+                        (discrete VP); score = -out / std, the std of the SDE or, for discrete
+                        VP, of the chain at index floor((N - 1) t) (`sde.time_index`).
+        VE:             c = sigma(t) (continuous) or the rounded (N - 1)(T - t), an index into
+                        the noise levels in decreasing order (discrete); score = out.
+    With `scale_by_sigma` (VE) the output is first divided by the noise level of c. A network
+    with `fourier` embeddings is fed log c (its Gaussian Fourier features take log sigma).
+    x and the score are in the data space of `centered`; the std of the VP SDE is the stable
+    sqrt(-expm1(.)), not score_sde's float32 sqrt(1 - exp(.)).
+    """
+    ve = isinstance(sde, VESDE)
+    if scale_by_sigma and not ve:
+        raise ValueError(f"scale_by_sigma divides by a VE noise level; got the "
+                         f"{type(sde).__name__} (score_sde's VP models use scale_by_sigma=False)")
+    if fourier and not continuous:
+        raise ValueError("Fourier embeddings take log sigma(t) of continuous time: fourier=True "
+                         "needs continuous=True (as score_sde asserts)")
+    if ve and continuous and not fourier:
+        raise ValueError("a continuous VE model is fed sigma(t); score_sde only pairs that with "
+                         "Fourier embeddings (fourier=True)")
+
+    def score_fn(params: Any, x: Batch, t: Times) -> Batch:
+        if ve and continuous:
+            label = sigma = sde.std(t)
+        elif ve:
+            label = jnp.round((sde.T - t) * (sde.N - 1))
+            sigma = sde.discrete_marginal(sde.N - 1 - label.astype(jnp.int32))[1]
+        elif continuous or isinstance(sde, subVPSDE):
+            label, std = t * 999.0, sde.std(t)
+        else:
+            label, std = t * (sde.N - 1), _std(sde, t, continuous=False)
+        out = apply_fn(params, x if centered else 2.0 * x - 1.0,
+                       jnp.log(label) if fourier else label)
+        if scale_by_sigma:
+            out = batch_mul(1.0 / sigma, out)
+        return out if ve else batch_mul(-1.0 / std, out)
+
+    return score_fn
 
 
 def bind(score_fn: Callable, params: Any) -> Callable[[Batch, Times], Batch]:

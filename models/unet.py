@@ -46,6 +46,10 @@ class NCSNpp(nn.Module):
     Dense(4 nf); with `num_classes` a learned class embedding is added to it. Every residual
     block adds Dense(SiLU(embedding)) to its features.
 
+    With `conditional=False` the network ignores time_input (no embedding; score_sde's
+    `model.conditional`). GroupNorm uses min(channels / 4, 32) groups (NCSN++), or
+    `norm_groups` groups when set (DDPM's U-Net: 32).
+
     Call as `model.apply(variables, x, time_input, labels=None, train=False,
     rngs={"dropout": key})`; dropout is active only with `train=True`. `resamp_with_conv`
     applies to "ddpm" blocks (a separate Upsample / Downsample between levels); "biggan" blocks
@@ -69,6 +73,8 @@ class NCSNpp(nn.Module):
     embedding_type: str = "positional"
     fourier_scale: float = 16.0
     init_scale: float = 0.0
+    conditional: bool = True
+    norm_groups: int | None = None
     num_classes: int | None = None
 
     @nn.compact
@@ -78,10 +84,13 @@ class NCSNpp(nn.Module):
         validate_inputs(self, x, time_input, labels)
         # The embedding is computed at time_input's precision, then everything runs in x's
         # dtype: bfloat16 x and parameters give bfloat16 compute (see scorelab.build).
-        temb = self.embed(time_input, labels).astype(x.dtype)
+        temb = self.embed(time_input, labels).astype(x.dtype) if self.conditional else None
         skips = self.encode(x, temb, train)
         h = self.middle(skips[-1], temb, train)
         return self.decode(h, skips, x.shape[-1], temb, train).astype(x.dtype)
+
+    def norm(self, h: Images) -> Images:
+        return group_norm(h, self.norm_groups)
 
     # ---- pieces of the forward pass ----
 
@@ -131,7 +140,7 @@ class NCSNpp(nn.Module):
     def middle(self, h: Images, temb, train: bool) -> Images:
         """Block, attention, block at the lowest resolution."""
         h = self.resblock(h.shape[-1])(h, temb, train=train)
-        h = layers.AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale)(h)
+        h = self.attend(h)
         return self.resblock(h.shape[-1])(h, temb, train=train)
 
     def decode(self, h: Images, skips: list[Images], out_channels: int, temb,
@@ -152,7 +161,7 @@ class NCSNpp(nn.Module):
                 h = self.resblock(h.shape[-1], up=True)(h, temb, train=train)
         if self.progressive == "output_skip":
             return pyramid
-        return conv(out_channels, init_scale=self.init_scale)(nn.silu(group_norm(h)))
+        return conv(out_channels, init_scale=self.init_scale)(nn.silu(self.norm(h)))
 
     def grow_output_pyramid(self, h: Images, pyramid: Images | None,
                             out_channels: int) -> tuple[Images, Images | None]:
@@ -164,13 +173,13 @@ class NCSNpp(nn.Module):
         sum replaces h.
         """
         if self.progressive == "output_skip":
-            out = conv(out_channels, init_scale=self.init_scale)(nn.silu(group_norm(h)))
+            out = conv(out_channels, init_scale=self.init_scale)(nn.silu(self.norm(h)))
             if pyramid is None:
                 return h, out
             return h, self.resample(layers.Upsample, with_conv=False)(pyramid) + out
         if self.progressive == "residual":
             if pyramid is None:
-                return h, conv(h.shape[-1])(nn.silu(group_norm(h)))
+                return h, conv(h.shape[-1])(nn.silu(self.norm(h)))
             pyramid = self.resample(layers.Upsample, with_conv=True, out_ch=h.shape[-1])(pyramid)
             pyramid = skip_sum(pyramid, h, self.skip_rescale)
             return pyramid, pyramid
@@ -180,7 +189,7 @@ class NCSNpp(nn.Module):
 
     def resblock(self, out_ch: int, *, up: bool = False, down: bool = False) -> nn.Module:
         common = dict(out_ch=out_ch, dropout=self.dropout, skip_rescale=self.skip_rescale,
-                      init_scale=self.init_scale)
+                      init_scale=self.init_scale, groups=self.norm_groups)
         if self.resblock_type == "ddpm":
             return layers.ResnetBlockDDPM(**common)
         return layers.ResnetBlockBigGAN(**common, up=up, down=down, fir=self.fir,
@@ -190,10 +199,12 @@ class NCSNpp(nn.Module):
         return cls(out_ch=out_ch, with_conv=with_conv, fir=self.fir,
                    fir_kernel=tuple(self.fir_kernel))
 
+    def attend(self, h: Images) -> Images:
+        return layers.AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale,
+                                groups=self.norm_groups)(h)
+
     def maybe_attend(self, h: Images) -> Images:
-        if h.shape[1] not in self.attn_resolutions:
-            return h
-        return layers.AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale)(h)
+        return self.attend(h) if h.shape[1] in self.attn_resolutions else h
 
 
 # ---- validation: runs at the start of every call, so a bad model fails at `init` ----
@@ -251,7 +262,7 @@ def validate_attributes(model: NCSNpp):
     _check_int("num_res_blocks", model.num_res_blocks, 1)
     _check_int_tuple("attn_resolutions", model.attn_resolutions, allow_empty=True)
     _check_real("dropout", model.dropout, low=0.0, low_open=False, high=1.0)
-    for name in ("resamp_with_conv", "fir", "skip_rescale"):
+    for name in ("resamp_with_conv", "fir", "skip_rescale", "conditional"):
         _check_bool(name, getattr(model, name))
     if not isinstance(model.fir_kernel, (tuple, list)) or not all(
             _is_real(v) for v in model.fir_kernel):
@@ -268,6 +279,8 @@ def validate_attributes(model: NCSNpp):
     _check_choice("embedding_type", model.embedding_type, EMBEDDING_TYPES)
     _check_real("fourier_scale", model.fourier_scale, low=0.0, low_open=True)
     _check_real("init_scale", model.init_scale, low=0.0, low_open=False)
+    if model.norm_groups is not None:
+        _check_int("norm_groups", model.norm_groups, 1)
     if model.num_classes is not None:
         _check_int("num_classes", model.num_classes, 1)
 

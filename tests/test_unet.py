@@ -91,6 +91,43 @@ def test_output_depends_on_time_input(name):
     assert float(jnp.max(jnp.abs(a - b))) > 1e-4
 
 
+def test_an_unconditional_network_ignores_time_and_has_no_embedding():
+    model = NCSNpp(**TINY, conditional=False)
+    x, t = inputs()
+    variables = random_variables(model, x, t)
+    assert not any(k.startswith("Dense") for k in variables["params"])
+    np.testing.assert_array_equal(model.apply(variables, x, t), model.apply(variables, x, t + 9))
+
+
+def test_norm_groups_fixes_the_group_count():
+    """DDPM's U-Net normalises with GroupNorm(32) whatever the width; NCSN++ with
+    min(channels / 4, 32) groups. Same parameters, different normalisation."""
+    x, t = inputs(channels=3)
+    ours, fixed = NCSNpp(**{**TINY, "nf": 32}), NCSNpp(**{**TINY, "nf": 32}, norm_groups=32)
+    variables = random_variables(ours, x, t)
+    assert layers.num_groups(32) == 8 and layers.num_groups(32, 32) == 32
+    a, b = ours.apply(variables, x, t), fixed.apply(variables, x, t)
+    assert float(jnp.max(jnp.abs(a - b))) > 1e-3
+
+
+def test_fused_fir_upsampling_conv_is_fir_upsampling_then_the_conv_inside_the_image():
+    """StyleGAN2's fused op (transposed conv, then the filter) and FIR upsampling followed by
+    the same conv are both the filter and the conv applied to the zero-inserted image, which
+    commute: they agree except within the conv's reach of the border."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 6, 3)), jnp.float32)
+    fused = layers.FIRUpsampleConv(5)
+    params = fused.init(jax.random.key(0), x)["params"]
+    params = {"kernel": params["kernel"], "bias": jnp.arange(5.0)}
+    w = params["kernel"]
+    separate = jax.lax.conv_general_dilated(
+        layers.fir_upsample(x), w, (1, 1), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["bias"]
+    out = fused.apply({"params": params}, x)
+    assert out.shape == (2, 12, 12, 5)
+    np.testing.assert_allclose(out[:, 3:-3, 3:-3], separate[:, 3:-3, 3:-3], atol=1e-5)
+    assert float(jnp.max(jnp.abs(out - separate))) > 1e-2  # the borders differ
+
+
 def test_class_conditional_output_depends_on_labels():
     model = NCSNpp(**TINY, num_classes=3)
     x, t = inputs()
@@ -158,6 +195,8 @@ BAD_ATTRIBUTES = [
     (dict(fourier_scale=0.0), ValueError, "fourier_scale"),
     (dict(init_scale=-1.0), ValueError, "init_scale"),
     (dict(num_classes=0), ValueError, "num_classes"),
+    (dict(norm_groups=0), ValueError, "norm_groups"),
+    (dict(conditional="yes"), TypeError, "conditional"),
     (dict(num_classes=2.5), TypeError, "num_classes"),
 ]
 
