@@ -13,6 +13,9 @@
     python train.py score --workdir=runs/default --input=images.npz --output=nll.csv
     python train.py --coordinator_address=host0:1234 --num_processes=2 --process_id=0  # per host
     python train.py compare --config=configs/compare_mixture.py --workdir=runs/compare  # SDEs
+    python train.py import-score-sde --checkpoint=ckpt/checkpoint_26 --workdir=runs/imported \
+        --score_sde_config=score_sde/configs/vp/cifar10_ddpmpp_continuous.py \
+        --score_sde_root=score_sde --config.data.name=cifar10    # Song et al.'s checkpoints
 
 Re-running the same command resumes from the newest checkpoint in the workdir, along the same
 trajectory as an uninterrupted run. The work is done by the `scorelab` package; this file only
@@ -28,6 +31,7 @@ import scorelab.distributed
 from scorelab.sampling import SAMPLERS
 from scorelab.compare import compare
 from scorelab.inputs import impute, score
+from scorelab.score_sde import import_score_sde
 from samplers import INVERSE_METHODS
 from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
 
@@ -68,6 +72,12 @@ _NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "denoise, reconstruct: observa
 _OPERATOR = flags.DEFINE_string("operator", "blur:1.0", "reconstruct: blur:WIDTH (pixels), "
                                 "fourier:FRACTION (of the frequencies) or project:M (Gaussian "
                                 "rows).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "", "import-score-sde: a score_sde checkpoint "
+                                  "file (checkpoint_<n>).")
+_SCORE_SDE_CONFIG = flags.DEFINE_string("score_sde_config", "", "import-score-sde: that run's "
+                                        "score_sde config file.")
+_SCORE_SDE_ROOT = flags.DEFINE_string("score_sde_root", None, "import-score-sde: the score_sde "
+                                      "checkout whose configs/ the config file imports.")
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -86,7 +96,7 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     command = argv[1] if len(argv) > 1 else "train"
-    commands = ["train", "sample", *TASKS, "impute", "score", "compare"]
+    commands = ["train", "sample", *TASKS, "impute", "score", "compare", "import-score-sde"]
     if command not in commands:
         raise app.UsageError(f"command must be one of {commands}, got {command!r}")
     scorelab.distributed.start(
@@ -107,6 +117,9 @@ def main(argv):
         score(workdir, input=_INPUT.value, output=_OUTPUT.value, seed=_SEED.value)
     elif command == "compare":
         compare(_CONFIG.value, workdir, quick=_QUICK.value)
+    elif command == "import-score-sde":
+        import_score_sde(_CHECKPOINT.value, _SCORE_SDE_CONFIG.value, _SCORE_SDE_ROOT.value,
+                         workdir, _CONFIG.value)
     else:
         run_task(workdir, command, num=_NUM.value if _NUM.present else 16, seed=_SEED.value,
                  out=_OUT.value, mask=_MASK.value, factor=_FACTOR.value,

@@ -14,7 +14,7 @@ import optax
 
 from models.classifier import NoisyClassifier
 from models.mlp import MLP
-from models.score import make_score_fn, time_conditioning
+from models.score import make_score_fn, make_score_sde_fn, time_conditioning
 from models.unet import NCSNpp
 from scorelab.config import ConfigError
 from sde import VESDE, VPSDE, discrete_dsm_loss, dsm_loss, noisy_classifier_loss, subVPSDE
@@ -161,6 +161,9 @@ def score_fn_for(config, model, sde, *, labels=None, dropout_key=None, precision
     input stays float32, and the output is cast back to float32 before it becomes a score.
     """
     kwargs = {} if labels is None else {"labels": labels}
+    if config.model.parameterization == "score_sde":  # an imported score_sde run
+        return make_score_sde_fn(_apply(model, dropout_key, precision, kwargs), sde,
+                                 **config.model.score_sde)
     return make_score_fn(_apply(model, dropout_key, precision, kwargs), sde,
                          parameterization=config.model.parameterization,
                          time_input=config.model.time_input,

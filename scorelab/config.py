@@ -53,7 +53,9 @@ _ADDED = {("training", "precision"): "float32",  # field path -> value of runs s
                                         embedding_type="positional", fourier_scale=16.0),
           ("sampling", "pc", "time_grid"): "uniform",
           ("sampling", "sde", "time_grid"): "uniform",
-          ("sampling", "ode", "time_grid"): "uniform"}
+          ("sampling", "ode", "time_grid"): "uniform",
+          ("model", "ncsnpp", "conditional"): True,
+          ("model", "ncsnpp", "norm_groups"): None}
 
 
 def upgrade(saved: dict) -> dict:

@@ -154,7 +154,8 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("change, message", BAD_CONFIGS, ids=[str(c) for c, _ in BAD_CONFIGS])
+@pytest.mark.parametrize("change, message", BAD_CONFIGS,
+                         ids=[str(change) for change, _ in BAD_CONFIGS])
 def test_a_config_that_does_not_fit_is_refused_naming_the_option_or_parameter(vp_case, change,
                                                                               message):
     checkpoint, config, _ = vp_case
@@ -162,3 +163,88 @@ def test_a_config_that_does_not_fit_is_refused_naming_the_option_or_parameter(vp
     config.model.update(change)
     with pytest.raises(ScoreSDEError, match=message):
         load_score_sde(checkpoint, config)
+
+
+# ---- train.py import-score-sde: an ordinary run directory ----
+
+def score_sde_config_file(tmp_path, config) -> Path:
+    """A score_sde-style config file (get_config()) for a fixture's config."""
+    path = tmp_path / "score_sde_config.py"
+    path.write_text("import ml_collections\n\ndef get_config():\n"
+                    f"    return ml_collections.ConfigDict({config.to_dict()!r})\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """The grey-scale 8x8 DDPM++ fixture imported over the bundled digits (same shape)."""
+    from configs import default
+    from scorelab.score_sde import import_score_sde
+    tmp_path = tmp_path_factory.mktemp("imported")
+    checkpoint, config, stored = case_files(FIXTURES / "vp_ddpmpp_continuous")
+    workdir = import_score_sde(checkpoint, score_sde_config_file(tmp_path, config), None,
+                               tmp_path / "run", default.get_config())
+    return workdir, checkpoint, config, stored
+
+
+def test_an_imported_run_scores_as_score_sde_does(imported):
+    from scorelab.build import score_fn_for
+    from scorelab.commands import restore
+    from scorelab.step import make_mesh
+    workdir, _, _, stored = imported
+    config, run, state, step = restore(workdir, make_mesh())
+    assert step == 1300 and config.model.parameterization == "score_sde"
+    score_fn = score_fn_for(config, run.model, run.sde)
+    x, t = jnp.asarray(stored["x"]), jnp.asarray(stored["t"])
+    for params, key in ((state.ema_params, "score_ema"), (state.params, "score_raw")):
+        assert relative_errors(score_fn(params, x, t), stored[key]).max() < TOLERANCE
+
+
+def test_an_imported_run_carries_score_sde_adam_moments_and_trains_on(imported, tmp_path):
+    import shutil
+
+    import optax
+
+    from configs import run as run_config
+    from scorelab.loop import train
+    workdir, checkpoint, _, _ = imported
+    work = tmp_path / "run"
+    shutil.copytree(workdir, work)
+    from scorelab.commands import restore
+    from scorelab.step import make_mesh
+    moments = read_checkpoint(checkpoint)["optimizer"]["state"]["param_states"]
+    _, _, state, _ = restore(work, make_mesh())
+    adam = optax.tree_utils.tree_get(state.opt_state, "ScaleByAdamState")
+    assert int(adam.count) == 1300
+    for ours, theirs in (("mu", "grad_ema"), ("nu", "grad_sq_ema")):
+        np.testing.assert_array_equal(getattr(adam, ours)["Conv_0"]["kernel"],
+                                      moments["Conv_0"]["kernel"][theirs])
+        np.testing.assert_array_equal(  # score_sde's NIN, our Dense
+            getattr(adam, ours)["AttnBlock_0"]["Dense_3"]["kernel"],
+            moments["AttnBlockpp_0"]["NIN_3"]["W"][theirs])
+    config = run_config.get_config(str(work))
+    config.training.n_steps = 1302
+    config.eval.num_likelihood, config.eval.num_metric_samples = 0, 0
+    config.sampling.num_samples, config.sampling.pc.num_steps = 4, 25
+    state = train(config, work)
+    assert int(state.step) == 1302
+    adam = optax.tree_utils.tree_get(state.opt_state, "ScaleByAdamState")
+    assert int(adam.count) == 1302 and bool(jnp.all(jnp.isfinite(adam.mu["Conv_0"]["kernel"])))
+
+
+def test_import_refuses_a_workdir_with_a_run_and_data_of_another_shape(imported, tmp_path):
+    from configs import default
+    from scorelab.config import ConfigError
+    from scorelab.score_sde import import_score_sde
+    workdir, checkpoint, config, _ = imported
+    before = (workdir / "config.json").read_text()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        import_score_sde(checkpoint, score_sde_config_file(tmp_path, config), None, workdir,
+                         default.get_config())
+    assert (workdir / "config.json").read_text() == before
+    colour, colour_config, _ = case_files(FIXTURES / "vp_ddpmpp")
+    with pytest.raises(ConfigError, match=r"takes \(8, 8, 3\) images but data.name='digits' "
+                                          r"gives \(8, 8, 1\)"):
+        import_score_sde(colour, score_sde_config_file(tmp_path, colour_config), None,
+                         tmp_path / "new", default.get_config())
+    assert not (tmp_path / "new").exists()
