@@ -32,7 +32,7 @@ from scorelab.build import build_sde, score_fn_for
 from scorelab.commands import restore
 from scorelab.config import ConfigError
 from scorelab.data.toy import analytic_mixture
-from scorelab.loop import check_workdir, train
+from scorelab.loop import check_workdir, load_data, train
 from scorelab.metrics import digit_classifier_metrics, sliced_wasserstein
 from scorelab.metrics.toy import sliced_w2_to_test
 from scorelab.step import make_mesh
@@ -277,9 +277,9 @@ def compare(config, workdir: pathlib.Path, *, quick: bool = False) -> dict:
             models.clear()  # one model in memory at a time
             if score == "learned":
                 models[score, variant, seed] = Model.trained(run_dir(workdir, variant, seed))
-            else:
-                trained = Model.trained(run_dir(workdir, variant, c.seeds[0]))
-                models[score, variant, seed] = Model.exact(trained.config, trained.dataset)
+            else:  # the variant's SDE and data, no network
+                run_config = variant_config(config, variant, c.seeds[0])
+                models[score, variant, seed] = Model.exact(run_config, load_data(run_config))
         return models[score, variant, seed]
 
     if config.data.name == "mixture" and "floor" not in results.runs:

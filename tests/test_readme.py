@@ -38,3 +38,12 @@ def test_the_stacked_sde_snippet_runs_one_sweep():
     x = scope["x"]
     assert x.shape == (3, 256, 2) and scope["nfe"].tolist() == [10, 10, 10]
     assert float(abs(x[0] - x[2]).mean()) > 1e-2  # each beta_max gives its own samples
+
+
+def test_the_score_sde_snippet_runs():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Using score_sde checkpoints"):text.index("## Comparing SDEs")]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    scope = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    assert scope["x"].shape == (4, 8, 8, 1) and int(scope["nfe"]) == 10

@@ -248,3 +248,22 @@ def test_import_refuses_a_workdir_with_a_run_and_data_of_another_shape(imported,
         import_score_sde(colour, score_sde_config_file(tmp_path, colour_config), None,
                          tmp_path / "new", default.get_config())
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("case, preset", [
+    ("vp_ddpmpp_continuous", dict(num_res_blocks=4)),
+    ("vp_ddpmpp_deep_continuous", dict(num_res_blocks=8)),
+    ("ve_ncsnpp_continuous", dict(num_res_blocks=4, fir=True, progressive_input="residual",
+                                  embedding_type="fourier")),
+])
+def test_the_papers_cifar10_configs_are_our_presets(case, preset):
+    """The fixtures keep every option of score_sde's CIFAR-10 config but the widths; at the
+    paper's widths the network is our DDPM++ / NCSN++ preset (configs/cifar10_*.py)."""
+    from models import unet
+    from models.score_sde import network_kwargs
+    _, config, _ = case_files(FIXTURES / case)
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.model.update(nf=128, ch_mult=(1, 2, 2, 2), attn_resolutions=(16,),
+                        num_res_blocks=preset["num_res_blocks"])
+    expected = unet.ddpmpp_config(**preset)
+    assert {k: network_kwargs(config).get(k, v) for k, v in expected.items()} == expected
