@@ -91,7 +91,8 @@ def read_config(config, root=None) -> ml_collections.ConfigDict:
         spec.loader.exec_module(module)
         config = module.get_config()
     except ImportError as e:
-        hint = "" if root else " (pass root=..., the score_sde checkout its imports need)"
+        hint = "" if root else (" (pass the score_sde checkout its imports need: root=..., "
+                                "or --score_sde_root with train.py)")
         raise ScoreSDEError(f"score_sde config {str(path)!r} does not import: {e}{hint}") from e
     finally:
         for k in [k for k in sys.modules if k == "configs" or k.startswith("configs.")]:

@@ -89,9 +89,6 @@ class NCSNpp(nn.Module):
         h = self.middle(skips[-1], temb, train)
         return self.decode(h, skips, x.shape[-1], temb, train).astype(x.dtype)
 
-    def norm(self, h: Images) -> Images:
-        return group_norm(h, self.norm_groups)
-
     # ---- pieces of the forward pass ----
 
     def embed(self, time_input: Float[Array, "b"], labels) -> Float[Array, "b e"]:
@@ -198,6 +195,9 @@ class NCSNpp(nn.Module):
     def resample(self, cls, *, with_conv: bool, out_ch: int | None = None) -> nn.Module:
         return cls(out_ch=out_ch, with_conv=with_conv, fir=self.fir,
                    fir_kernel=tuple(self.fir_kernel))
+
+    def norm(self, h: Images) -> Images:
+        return group_norm(h, self.norm_groups)
 
     def attend(self, h: Images) -> Images:
         return layers.AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale,

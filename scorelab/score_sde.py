@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from models import score_sde as ssde
 from scorelab.config import ConfigError
-from scorelab.loop import build, check_workdir
+from scorelab.loop import build, check_workdir, load_data
 from scorelab.step import TrainState
 from scorelab.workdir import checkpoint_manager, resolve_config_file
 
@@ -38,12 +38,13 @@ def import_score_sde(checkpoint, score_sde_config, root, workdir, config) -> pat
     theirs = ssde.read_config(score_sde_config, root)
     state_dict = ssde.read_checkpoint(checkpoint)
     config = run_config(theirs, config)
-    run = build(config)
     shape = (theirs.data.image_size,) * 2 + (theirs.data.num_channels,)
-    if tuple(run.dataset.data_shape) != shape:
+    data_shape = tuple(load_data(config).data_shape)  # before the network meets the data
+    if data_shape != shape:
         raise ConfigError(f"the score_sde network takes {shape} images but "
-                          f"data.name={config.data.name!r} gives {run.dataset.data_shape}: "
-                          f"choose its data with --config.data.name (and data.path)")
+                          f"data.name={config.data.name!r} gives {data_shape}: choose its data "
+                          f"with --config.data.name (and data.path, data.image_size)")
+    run = build(config)
     params, ema = (ssde.checkpoint_params(state_dict, run.model, theirs, checkpoint, ema=e)
                    for e in (False, True))
     step = int(state_dict["step"])
