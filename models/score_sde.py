@@ -58,7 +58,8 @@ def load_score_sde(checkpoint, config, *, root=None, ema: bool = True):
     config = read_config(config, root)
     sde, model = build_sde(config), build_network(config)
     state = read_checkpoint(checkpoint)
-    variables = {"params": checkpoint_params(state, model, config, checkpoint, ema=ema)}
+    variables = {"params": checkpoint_params(state, param_shapes(model, config), checkpoint,
+                                             ema=ema)}
     score = score_fn_of(config, sde, model)
     return sde, jax.tree_util.Partial(score, variables["params"]), model, variables
 
@@ -204,17 +205,20 @@ def read_checkpoint(path) -> dict:
     return state
 
 
-def checkpoint_params(state: dict, model: NCSNpp, config, path, *, ema: bool = True) -> dict:
-    """Our parameter tree from a score_sde state, checked tensor by tensor against `model`."""
-    theirs = state["params_ema"] if ema else state["optimizer"]["target"]
-    which = "params_ema" if ema else "optimizer.target"
-    ours, origin = convert_params(theirs, where=f"{str(path)!r} ({which})")
+def param_shapes(model: NCSNpp, config) -> dict:
+    """The shapes of `model`'s parameters for the config's images (traced, no FLOPs)."""
     size = config.data.image_size
-    x = jax.ShapeDtypeStruct((1, size, size, config.data.num_channels), jnp.float32)
-    c = jax.ShapeDtypeStruct((1,), jnp.float32)
-    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape),
-                                                 jnp.ones(c.shape)))["params"]
-    check_params(ours, expected, origin, where=f"{str(path)!r} ({which})")
+    x = jnp.zeros((1, size, size, config.data.num_channels))
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), x, jnp.ones((1,))))["params"]
+
+
+def checkpoint_params(state: dict, expected: dict, path, *, ema: bool = True) -> dict:
+    """Our parameter tree from a score_sde state, checked tensor by tensor against `expected`
+    (`param_shapes`)."""
+    theirs = state["params_ema"] if ema else state["optimizer"]["target"]
+    where = f"{str(path)!r} ({'params_ema' if ema else 'optimizer.target'})"
+    ours, origin = convert_params(theirs, where=where)
+    check_params(ours, expected, origin, where=where)
     return jax.tree_util.tree_map(jnp.asarray, ours)
 
 

@@ -45,7 +45,8 @@ def import_score_sde(checkpoint, score_sde_config, root, workdir, config) -> pat
                           f"data.name={config.data.name!r} gives {data_shape}: choose its data "
                           f"with --config.data.name (and data.path, data.image_size)")
     run = build(config)
-    params, ema = (ssde.checkpoint_params(state_dict, run.model, theirs, checkpoint, ema=e)
+    expected = ssde.param_shapes(run.model, theirs)
+    params, ema = (ssde.checkpoint_params(state_dict, expected, checkpoint, ema=e)
                    for e in (False, True))
     step = int(state_dict["step"])
     opt_state, imported = optimizer_state(state_dict, run.tx, params, checkpoint)
