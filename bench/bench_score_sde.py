@@ -52,29 +52,20 @@ ADAPTIVE_TOLERANCES = (1e-3, 1e-4, 3e-5, 1e-5)  # ours: tsit5 (1e-5 is the defau
 
 # Runs in a subprocess with only score_sde on the path: its samplers on its own network.
 PEER = r"""
-import json, sys, types
+import json, sys
+from pathlib import Path
 import numpy as np
-root, checkpoint, config_json, z_path, out = sys.argv[1:6]
-steps = [int(n) for n in sys.argv[6].split(",")]
-tolerances = [float(x) for x in sys.argv[7].split(",")]
-import flax, flax.training.checkpoints, jax, jax.numpy as jnp, ml_collections
-for name in ("tensorflow", "PIL", "PIL.Image"):
-    sys.modules.setdefault(name, types.ModuleType(name))
-sys.modules["PIL"].Image = sys.modules["PIL.Image"]
-flax.optim = types.SimpleNamespace(Optimizer=object)
-sys.modules["models.wideresnet_noise_conditional"] = types.ModuleType("wideresnet")
-sys.path.insert(0, root)
-from models import ddpm, ncsnpp, utils as mutils
-import sampling, sde_lib
+fixtures, root, checkpoint, config_json, z_path, out = sys.argv[1:7]
+steps = [int(n) for n in sys.argv[7].split(",")]
+tolerances = [float(x) for x in sys.argv[8].split(",")]
+sys.path.insert(0, fixtures)
+import make_fixtures  # score_sde's code imported with its stubs, and its SDEs
+mutils, sde_lib = make_fixtures.import_score_sde(Path(root))
+import flax, jax, jax.numpy as jnp, ml_collections
+import sampling
 config = ml_collections.ConfigDict(json.load(open(config_json)))
 state = flax.serialization.msgpack_restore(open(checkpoint, "rb").read())
 model = mutils.get_model(config.model.name)(config=config)
-m = config.model
-def make_sde(n):
-    if config.training.sde == "vesde":
-        return sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max, N=n)
-    cls = sde_lib.VPSDE if config.training.sde == "vpsde" else sde_lib.subVPSDE
-    return cls(beta_min=m.beta_min, beta_max=m.beta_max, N=n)
 @flax.struct.dataclass
 class State:  # what its samplers read of a training state
     params_ema: dict
@@ -85,18 +76,18 @@ z = np.load(z_path)
 shape = z.shape
 results = {}
 for tol in tolerances:
-    sampler = sampling.get_ode_sampler(make_sde(m.num_scales), model, shape, lambda x: x,
-                                       denoise=False, rtol=tol, atol=tol, eps=1e-3)
+    sampler = sampling.get_ode_sampler(make_fixtures.make_sde(sde_lib, config), model, shape,
+                                       lambda x: x, denoise=False, rtol=tol, atol=tol, eps=1e-3)
     x, nfe = sampler(flax.jax_utils.replicate(jax.random.PRNGKey(0)), pstate,
                      z=jnp.asarray(z)[None])
     results[f"rk45_{tol:g}"] = (np.asarray(x)[0], int(nfe))
-key = jax.random.PRNGKey(int(sys.argv[8]))
+key = jax.random.PRNGKey(int(sys.argv[9]))
 for n in steps:
     predictor = sampling.get_predictor("reverse_diffusion")
     corrector = sampling.get_corrector("none")
-    sampler = sampling.get_pc_sampler(make_sde(n), model, shape, predictor, corrector,
-                                      lambda x: x,
-                                      snr=0.16, n_steps=1, probability_flow=True,
+    sampler = sampling.get_pc_sampler(make_fixtures.make_sde(sde_lib, config, n), model, shape,
+                                      predictor, corrector, lambda x: x, snr=0.16, n_steps=1,
+                                      probability_flow=True,
                                       continuous=config.training.continuous, denoise=False,
                                       eps=1e-3)
     x, nfe = sampler(key[None], pstate)
@@ -134,9 +125,9 @@ def run_peer(root, state, run_config_json, z, workdir: pathlib.Path):
     out = workdir / "peer.npz"
     steps = ",".join(str(n) for n in BUDGETS)
     tolerances = ",".join(f"{t:g}" for t in RK45_TOLERANCES)
-    done = subprocess.run([sys.executable, "-c", PEER, str(root), str(checkpoint),
-                           str(run_config_json), str(workdir / "z.npy"), str(out), steps,
-                           tolerances, str(SEED)], cwd=workdir)
+    done = subprocess.run([sys.executable, "-c", PEER, str(FIXTURE.parent), str(root),
+                           str(checkpoint), str(run_config_json), str(workdir / "z.npy"),
+                           str(out), steps, tolerances, str(SEED)], cwd=workdir)
     if done.returncode:
         sys.exit(f"score_sde's samplers failed (exit {done.returncode}; its output is above)")
     data = np.load(out)
