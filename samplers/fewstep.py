@@ -51,54 +51,10 @@ def denoiser(sde: SDE, score_fn: ScoreFn):
     return d
 
 
-def _moments(h):
-    """I_k = int_0^h e^{v - h} v^k dv for k = 0, 1, 2: the step's weights for a denoiser that
-    is constant, linear and quadratic in v = lambda - lambda_i. Short steps use the series
-    (the closed forms cancel to nothing in float32)."""
-    i0 = -jnp.expm1(-h)
-    i1 = h - i0
-    i2 = jnp.square(h) - 2 * i1
-    short = h < 0.05
-    i1 = jnp.where(short, h**2 / 2 - h**3 / 6 + h**4 / 24 - h**5 / 120, i1)
-    i2 = jnp.where(short, h**3 / 3 - h**4 / 12 + h**5 / 60 - h**6 / 360, i2)
-    return i0, i1, i2
-
-
-def _multistep(d, y, ts, sigmas, order):
-    """DPM-Solver++ of `order` 1, 2 or 3 (data prediction) over the grid; returns (y, nfe).
-
-    With v = lambda - lambda_i, D is interpolated through the evaluations at v = 0, -h0 and
-    -h0 - h1 (this step's and the two before): D(v) = d0 + s0 v + c v (v + h0) with divided
-    differences s0 = (d0 - d1) / h0 and c = (s0 - s1) / (h0 + h1). Order 2 is Lu et al.'s 2M,
-    y_{i+1} = e^{-h} y_i + I0 (d0 + h s0 / 2); order 3 integrates the quadratic exactly,
-    y_{i+1} = e^{-h} y_i + I0 d0 + I1 (s0 + c h0) + I2 c.
-    """
-    lambdas = -jnp.log(sigmas)
-    at = lambda i: lambdas[jnp.maximum(i, 0)]
-
-    def step(carry, i):
-        y, d1, d2, nfe = carry  # d1, d2: the denoiser one and two grid points back
-        d0 = d(y, ts[i])
-        h, h0, h1 = at(i + 1) - at(i), at(i) - at(i - 1), at(i - 1) - at(i - 2)
-        i0, i1, i2 = _moments(h)
-        s0 = (d0 - d1) / jnp.where(i >= 1, h0, 1.0)
-        s1 = (d1 - d2) / jnp.where(i >= 2, h1, 1.0)
-        c = (s0 - s1) / jnp.where(i >= 2, h0 + h1, 1.0)
-        order_i = jnp.minimum(order, i + 1)
-        correction = jnp.where(order_i == 3, i1 * (s0 + c * h0) + i2 * c,
-                               jnp.where(order_i == 2, i0 * h / 2 * s0, 0.0))
-        y = jnp.exp(-h) * y + i0 * d0 + correction
-        return (y, d0, d1, nfe + 1), None
-
-    zeros = jnp.zeros_like(y)
-    (y, _, _, nfe), _ = jax.lax.scan(step, (y, zeros, zeros, jnp.int32(0)),
-                                     jnp.arange(ts.shape[0] - 1))
-    return y, nfe
-
-
 def _scaled_moments(h):
-    """J_k = int_0^h e^{v - h} (v / h)^k dv = I_k / h^k for k = 0 .. 3: by their series
-    k! h sum_j (-h)^j / (k + 1 + j)! below h = 1, by J_k = 1 - k J_{k-1} / h above."""
+    """J_k = int_0^h e^{v - h} (v / h)^k dv for k = 0 .. 3: by their series
+    k! h sum_j (-h)^j / (k + 1 + j)! below h = 1 (the closed forms cancel to nothing in
+    float32 for short steps), by J_k = 1 - k J_{k-1} / h above."""
     series = [math.factorial(k) * h * sum((-h) ** j / float(math.factorial(k + 1 + j))
                                           for j in range(12)) for k in range(4)]
     recursion = [-jnp.expm1(-h)]
@@ -117,25 +73,47 @@ def _weights(nodes, count, h):
     return jnp.linalg.solve(vandermonde, jnp.where(used, _scaled_moments(h), 0.0))
 
 
-def _predictor_corrector(d, y, ts, sigmas):
-    """3M predictor with the cubic exponential Adams-Moulton corrector (dpmpp_3m_pc)."""
+def _predictor_weights(nodes, count, h):
+    """The step's weights for D at v = 0, -h0, -h0 - h1 (nodes in units of h), with `count`
+    evaluations: DDIM for one; Lu et al.'s 2M for two, which extrapolates D linearly with
+    weight (1 - e^{-h}) instead of integrating the line exactly (the rule of DPM-Solver++ and
+    of the peers' implementations); the quadratic integrated exactly for three (3M)."""
+    i0 = -jnp.expm1(-h)
+    r = 1 / (2 * jnp.where(count >= 2, -nodes[1], 1.0))  # h / (2 h0)
+    lu_2m = jnp.stack([i0 * (1 + r), -i0 * r, 0.0, 0.0])
+    return jnp.where(count == 1, jnp.stack([i0, 0.0, 0.0, 0.0]),
+                     jnp.where(count == 2, lu_2m, _weights(nodes, count, h)))
+
+
+def _multistep(d, y, ts, sigmas, order, correct):
+    """DPM-Solver++ of `order` 1, 2 or 3 (data prediction) over the grid; with `correct`, each
+    step is redone once D at its end is known (dpmpp_3m_pc); returns (y, nfe).
+
+    With v = lambda - lambda_i, the step to lambda_{i+1} = lambda_i + h is
+    y_{i+1} = e^{-h} y_i + sum_j w_j D_j, the w_j from `_predictor_weights`. The corrector
+    integrates D cubic through D_{i+1} (evaluated at the predicted y_{i+1}, which the next
+    step needs anyway) and the three evaluations before it, exactly: an exponential
+    Adams-Moulton step at no extra evaluation. The last step is not corrected.
+    """
     lambdas = -jnp.log(sigmas)
     n = ts.shape[0] - 1
     at = lambda i: lambdas[jnp.clip(i, 0, n)]
 
     def step(carry, i):
-        # y: the predicted state at grid point i; y_prev: the corrected one at i - 1;
+        # y: the predicted state at grid point i; y_prev: the (corrected) one at i - 1;
         # d1, d2, d3: the denoiser at i - 1, i - 2, i - 3
         y, y_prev, d1, d2, d3, nfe = carry
         d0 = d(y, ts[i])
-        hc = jnp.where(i >= 1, at(i) - at(i - 1), 1.0)  # correct the step i - 1 -> i
-        nodes = jnp.stack([1.0, 0.0, (at(i - 2) - at(i - 1)) / hc, (at(i - 3) - at(i - 1)) / hc])
-        w = _weights(nodes, jnp.minimum(4, i + 1), hc)
-        corrected = jnp.exp(-hc) * y_prev + w[0] * d0 + w[1] * d1 + w[2] * d2 + w[3] * d3
-        y = jnp.where(i >= 1, corrected, y)
+        if correct:
+            hc = jnp.where(i >= 1, at(i) - at(i - 1), 1.0)  # correct the step i - 1 -> i
+            nodes = jnp.stack([1.0, 0.0, (at(i - 2) - at(i - 1)) / hc,
+                               (at(i - 3) - at(i - 1)) / hc])
+            w = _weights(nodes, jnp.minimum(4, i + 1), hc)
+            corrected = jnp.exp(-hc) * y_prev + w[0] * d0 + w[1] * d1 + w[2] * d2 + w[3] * d3
+            y = jnp.where(i >= 1, corrected, y)
         h = at(i + 1) - at(i)  # predict i -> i + 1
         nodes = jnp.stack([0.0, (at(i - 1) - at(i)) / h, (at(i - 2) - at(i)) / h, 1.0])
-        w = _weights(nodes, jnp.minimum(3, i + 1), h)
+        w = _predictor_weights(nodes, jnp.minimum(order, i + 1), h)
         y_next = jnp.exp(-h) * y + w[0] * d0 + w[1] * d1 + w[2] * d2
         return (y_next, y, d0, d1, d2, nfe + 1), None
 
@@ -167,8 +145,7 @@ def few_step_solve(sde: SDE, score_fn: ScoreFn, x: Batch, ts, solver: str):
     y = x / m[0]
     if solver == "edm_heun":
         y, nfe = _edm_heun(d, y, ts, sigmas)
-    elif solver == "dpmpp_3m_pc":
-        y, nfe = _predictor_corrector(d, y, ts, sigmas)
     else:
-        y, nfe = _multistep(d, y, ts, sigmas, FEW_STEP_SOLVERS[solver].order)
+        y, nfe = _multistep(d, y, ts, sigmas, min(FEW_STEP_SOLVERS[solver].order, 3),
+                            correct=solver == "dpmpp_3m_pc")
     return y * m[-1], nfe
