@@ -96,7 +96,7 @@ def get_config():
     sampling.ode = ml_collections.ConfigDict(dict(  # samplers.ode_sample
         # euler | midpoint | heun | bosh3 | tsit5 | dopri5 | dopri8 (diffrax), or
         # ddim | dpmpp_2m | dpmpp_3m | dpmpp_3m_pc | edm_heun (few-step: need num_steps)
-        solver="tsit5",
+        solver="dopri5",
         num_steps=ml_collections.config_dict.placeholder(int),  # None: adaptive, with rtol / atol
         rtol=1e-5, atol=1e-5, denoise=True, time_grid="uniform"))
 

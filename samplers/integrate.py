@@ -13,6 +13,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from optimistix import rms_norm
 
 from sde import checks
 
@@ -60,8 +61,8 @@ def solve(terms, solver: Solver, y0, t0: float, t1: float, *, ts=None, rtol=None
     (diffrax's RMS norm by default).
     """
     if ts is None:
-        extra = {} if norm is None else {"norm": norm}
-        controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4, **extra)
+        controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4,
+                                           norm=rms_norm if norm is None else norm)
         dt0, max_steps = (t1 - t0) * _INITIAL_STEP_FRACTION, MAX_STEPS
     else:
         controller = diffrax.StepTo(ts=ts)
@@ -135,11 +136,12 @@ def worst_sample_rms(error) -> jax.Array:
 
 
 def solve_ode(vf, y0, t0, t1, *, solver, ts=None, rtol=None, atol=None,
-              step_control="rms", args=None):
+              step_control="rms", args=None, error_of=None):
     """Solves dy/dt = vf(t, y, args) for a batch (leading axis of y0 and args); (y1, nfe).
 
-    vf takes the whole batch and a scalar t. Fixed steps on the grid `ts` when given. Adaptive
-    `step_control`:
+    vf takes the whole batch and a scalar t. Fixed steps on the grid `ts` when given.
+    `error_of(y)` picks the part of the state whose error the step control measures (all of
+    it by default). Adaptive `step_control`:
       "rms":          one step size for the batch; the error is the RMS over every sample and
                       component (diffrax's default norm, and scipy's in Song et al.'s RK45);
       "worst_sample": one step size, accepted only if every sample's own RMS error meets the
@@ -151,14 +153,17 @@ def solve_ode(vf, y0, t0, t1, *, solver, ts=None, rtol=None, atol=None,
                       bookkeeping are higher.
     """
     method = ODE_SOLVERS[solver]
+    norm = worst_sample_rms if step_control == "worst_sample" else rms_norm
+    if error_of is not None:
+        norm = lambda error, norm=norm: norm(error_of(error))
     if ts is not None or step_control != "per_sample":
-        norm = worst_sample_rms if ts is None and step_control == "worst_sample" else None
         return solve(diffrax.ODETerm(vf), method, y0, t0, t1, ts=ts, rtol=rtol,
                      atol=atol, args=args, norm=norm)
 
     def one(y, a):  # one sample, presented to vf as a batch of one
         batch1 = lambda tree: jax.tree_util.tree_map(lambda v: v[None], tree)
         vf1 = lambda t, y, a: jax.tree_util.tree_map(lambda v: v[0], vf(t, batch1(y), batch1(a)))
-        return solve(diffrax.ODETerm(vf1), method, y, t0, t1, rtol=rtol, atol=atol, args=a)
+        return solve(diffrax.ODETerm(vf1), method, y, t0, t1, rtol=rtol, atol=atol, args=a,
+                     norm=norm)
     y1, nfe = jax.vmap(one)(y0, args)
     return y1, jnp.max(nfe)

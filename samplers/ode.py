@@ -12,13 +12,15 @@ from sde import checks
 from sde.base import SDE, Batch, ScoreFn
 
 
-def ode_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="tsit5", rtol=1e-5, atol=1e-5,
+def ode_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, solver="dopri5", rtol=1e-5, atol=1e-5,
                num_steps=None, eps=1e-3, z=None, denoise=False, step_control="rms",
                time_grid="uniform") -> tuple[Batch, jax.Array]:
     """Integrates dx/dt = f(x, t) - g(t)^2 score(x, t) / 2 from T down to eps; returns (x, nfe).
 
     Solvers: diffrax's (`samplers.ODE_SOLVERS`), adaptive (PI step control; `step_control` as
-    in `samplers.integrate.solve_ode`) when `num_steps` is None; and the few-step solvers
+    in `samplers.integrate.solve_ode`) when `num_steps` is None, by default Dormand and
+    Prince's 5(4) pair (the pair of Song et al.'s RK45; see `samplers.integrate` for why not
+    Tsit5); and the few-step solvers
     (`samplers.FEW_STEP_SOLVERS`: "ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_pc", "edm_heun"),
     which need `num_steps`. Fixed steps are placed by `time_grid` (`samplers.grids`). `z`
     (shape `shape`) replaces the prior draw: decoding a latent from `log_likelihood` gives the

@@ -24,15 +24,18 @@ def test_exact_divergence_matches_mixture_log_density(sde, mixture):
 
 
 def test_worst_sample_step_control_meets_the_tolerance_for_every_sample(mixture):
-    """Shared steps with the worst-sample norm: each sample agrees with its own solve."""
+    """Shared steps with the worst-sample norm: each sample agrees with its own solve. The
+    step control measures the path x_t (rtol = atol = 1e-5); log p, integrated along it,
+    follows to well under a thousandth of a nat."""
     sde = VPSDE()
     x = mixture.sample(jax.random.key(0), 32)
     score = mixture.score_fn(sde)
-    shared, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
-                                  step_control="worst_sample")
-    own, _, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
-                               step_control="per_sample")
-    np.testing.assert_allclose(shared, own, atol=2e-4)
+    shared, z_shared, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
+                                         step_control="worst_sample")
+    own, z_own, _ = log_likelihood(sde, score, x, jax.random.key(1), divergence="exact",
+                                   step_control="per_sample")
+    np.testing.assert_allclose(z_shared, z_own, atol=2e-4)
+    np.testing.assert_allclose(shared, own, atol=1e-3)
 
 
 @pytest.mark.parametrize("divergence", ["rademacher", "gaussian"])
