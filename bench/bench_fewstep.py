@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate
 
-from samplers import (FEW_STEP_SOLVERS, log_likelihood, log_likelihood_probes, ode_sample,
-                      pc_sample, sde_sample)
+from samplers import (FEW_STEP_SOLVERS, TIME_GRIDS, log_likelihood, log_likelihood_probes,
+                      ode_sample, pc_sample, sde_sample)
 from samplers.common import tweedie_denoise
 from scorelab.data.toy import analytic_mixture
 from scorelab.metrics import sliced_wasserstein
@@ -47,6 +47,7 @@ from sde import VESDE, VPSDE, GaussianMixture, subVPSDE
 
 BUDGETS = (5, 10, 20, 35, 50, 100, 200)
 EPS = 1e-3
+ADAPTIVE = ("dopri5", "tsit5")  # ours: the default first
 SDES = {"vp": VPSDE(), "subvp": subVPSDE(), "ve": VESDE()}
 
 
@@ -177,7 +178,7 @@ def ours_ode(sde, score_fn, z):
                 sde, score_fn, z.shape, key, z=z, solver=solver, num_steps=n, time_grid=grid,
                 denoise=True)
         return run
-    runs = {f"{s} {g}": ode(s, g) for s in FEW_STEP_SOLVERS for g in ("karras", "logsnr")}
+    runs = {f"{s} {g}": ode(s, g) for s in FEW_STEP_SOLVERS for g in TIME_GRIDS}
     runs["euler uniform"] = ode("euler", "uniform")
     runs["heun (diffrax) logsnr"] = ode("heun", "logsnr")
     return runs
@@ -193,10 +194,11 @@ def path_rows(sde, score_fn, z, ref, kd):
                 rows.append(dict(sampler=name, peer=None, budget=b, nfe=int(out[1]),
                                  path_error=rms(out[0]), x=out[0]))
     for tol in (1e-2, 1e-3, 1e-4, 1e-5):
-        x, nfe = ode_sample(sde, score_fn, z.shape, jax.random.key(0), z=z, rtol=tol, atol=tol,
-                            denoise=True)
-        rows.append(dict(sampler=f"tsit5 adaptive tol={tol:g}", peer=None, budget=None,
-                         nfe=int(nfe), path_error=rms(x), x=x))
+        for solver in ADAPTIVE:
+            x, nfe = ode_sample(sde, score_fn, z.shape, jax.random.key(0), z=z, solver=solver,
+                                rtol=tol, atol=tol, denoise=True)
+            rows.append(dict(sampler=f"{solver} adaptive tol={tol:g}", peer=None, budget=None,
+                             nfe=int(nfe), path_error=rms(x), x=x))
         x, nfe = rk45_sample(sde, score_fn, z, rtol=tol, atol=tol)
         x = tweedie_denoise(sde, score_fn, x, EPS)
         rows.append(dict(sampler=f"RK45 tol={tol:g}", peer="score_sde", budget=None,
@@ -247,16 +249,19 @@ def likelihood_rows(sde, score_fn, mixture, n):
     err = lambda logp: float(jnp.mean(jnp.abs(logp - exact)))
     rows = []
     for tol in (1e-3, 1e-4, 1e-5):
-        logp, _, nfe = log_likelihood(sde, score_fn, x, jax.random.key(31), rtol=tol, atol=tol)
-        rows.append(dict(method=f"ours tsit5 tol={tol:g}", nfe=int(nfe), abs_error=err(logp)))
+        for solver in ADAPTIVE:
+            logp, _, nfe = log_likelihood(sde, score_fn, x, jax.random.key(31), solver=solver,
+                                          rtol=tol, atol=tol)
+            rows.append(dict(method=f"ours {solver} tol={tol:g}", nfe=int(nfe),
+                             abs_error=err(logp)))
         logp, nfe = rk45_likelihood(sde, score_fn, x, jax.random.key(31), rtol=tol, atol=tol)
         rows.append(dict(method=f"score_sde RK45 tol={tol:g}", nfe=int(nfe), abs_error=err(logp)))
     probes, _, nfe = log_likelihood_probes(sde, score_fn, x, jax.random.key(31), num_probes=16)
     stderr = jnp.std(probes, axis=-1, ddof=1) / 4  # of the 16-probe mean, per sample
-    rows.append(dict(method="ours tsit5 tol=1e-05, 16 probes", nfe=int(nfe),
+    rows.append(dict(method="ours dopri5 tol=1e-05, 16 probes", nfe=int(nfe),
                      abs_error=err(probes.mean(-1)), reported_stderr=float(jnp.mean(stderr))))
     logp, _, nfe = log_likelihood(sde, score_fn, x, jax.random.key(31), divergence="exact")
-    rows.append(dict(method="ours tsit5 tol=1e-05 exact divergence", nfe=int(nfe),
+    rows.append(dict(method="ours dopri5 tol=1e-05 exact divergence", nfe=int(nfe),
                      abs_error=err(logp)))
     return rows
 
@@ -356,7 +361,8 @@ def plot(results, path):
             if pts:
                 ax.loglog(*zip(*pts), style, marker=".",
                           label=f"{name} ({peer})" if peer else f"{name} (ours)")
-        for label, prefix, mark in (("tsit5 adaptive (ours)", "tsit5", "s"),
+        for label, prefix, mark in (("dopri5 adaptive (ours, default)", "dopri5 adaptive", "s"),
+                                    ("tsit5 adaptive (ours)", "tsit5 adaptive", "D"),
                                     ("RK45 adaptive (score_sde)", "RK45", "^")):
             pts = sorted((r["nfe"], r["path_error"]) for r in case["rows"]
                          if r["sampler"].startswith(prefix))

@@ -86,9 +86,10 @@ def speed_table(sde, score_fn, batch, repeats):
         "sde euler_maruyama 1000 steps": lambda k: sde_sample(sde, score_fn, shape, k),
         "sde shark 100 steps": lambda k: sde_sample(sde, score_fn, shape, k, solver="shark",
                                                     num_steps=100),
-        "ode tsit5 adaptive 1e-5": lambda k: ode_sample(sde, score_fn, shape, k),
+        "ode tsit5 adaptive 1e-5": lambda k: ode_sample(sde, score_fn, shape, k,
+                                                        solver="tsit5"),
         "ode tsit5 adaptive 1e-5 per_sample": lambda k: ode_sample(
-            sde, score_fn, shape, k, step_control="per_sample"),
+            sde, score_fn, shape, k, solver="tsit5", step_control="per_sample"),
         "ode heun 50 steps": lambda k: ode_sample(sde, score_fn, shape, k, solver="heun",
                                                   num_steps=50),
     }
@@ -117,7 +118,7 @@ def speed_table(sde, score_fn, batch, repeats):
     rows.append(dict(sampler="reference: hand-written lax.scan EM 1000 steps", nfe=1000,
                      compile_s=compile_s, wall_s=wall_s, ratio=wall_s / (1000 * eval_s),
                      ratio_call=wall_s / (1000 * call_s)))
-    ll = jax.jit(lambda k: log_likelihood(sde, score_fn, x, k))
+    ll = jax.jit(lambda k: log_likelihood(sde, score_fn, x, k, solver="tsit5"))
     compile_s, wall_s = timed(ll, jax.random.key(3), repeats=repeats)
     nfe = int(ll(jax.random.key(3))[2])
     rows.append(dict(sampler="log_likelihood tsit5 1e-5 (rademacher)", nfe=nfe,
@@ -157,7 +158,7 @@ def accuracy_table(sde, n):
                              nfe=None if out is None else int(out[1]),
                              sliced_w2=None if out is None else sw(out[0])))
     for tol in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5):
-        x, nfe = ode_sample(sde, score_fn, shape, key, rtol=tol, atol=tol)
+        x, nfe = ode_sample(sde, score_fn, shape, key, solver="tsit5", rtol=tol, atol=tol)
         rows.append(dict(sampler=f"ode tsit5 adaptive tol={tol:g}", target_nfe=None,
                          nfe=int(nfe), sliced_w2=sw(x)))
     return dict(floor=statistics.median(floors), floor_min=min(floors), floor_max=max(floors),
