@@ -24,6 +24,7 @@ Peers, in the same process on the same score:
     pip install -e '.[bench]' && pip install --no-deps k-diffusion   # optional peers
     python -m bench.bench_fewstep             # writes bench/results/fewstep.json and .png
     python -m bench.bench_fewstep --quick     # 2-D VP only, fewer samples
+    python -m bench.bench_fewstep --resume    # after a crash: only the cases not yet written
 """
 import argparse
 import importlib.util
@@ -282,6 +283,8 @@ def main():
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--quick", action="store_true", help="2-D VP only, 1000 samples")
     parser.add_argument("--out", default="bench/results/fewstep.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the cases already in --out (each case is written when done)")
     args = parser.parse_args()
     kd, kd_missing = load_k_diffusion()
     if kd is None:
@@ -289,7 +292,14 @@ def main():
     problems = {"2-D": PROBLEMS["2-D"]} if args.quick else PROBLEMS
     sdes = {"vp": SDES["vp"]} if args.quick else SDES
     n = 1000 if args.quick else args.samples
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     results = dict(samples=n, k_diffusion=kd_missing or "run", cases=[])
+    if args.resume and out.exists():
+        saved = json.loads(out.read_text())
+        if (saved["samples"], saved["k_diffusion"]) == (n, results["k_diffusion"]):
+            results = saved
+    done = {(c["problem"], c["sde"]) for c in results["cases"]}
     for pname, make in problems.items():
         mixture = make()
         exact = mixture.sample(jax.random.key(1), n)
@@ -297,6 +307,8 @@ def main():
         floor = float(np.median([sw(mixture.sample(jax.random.key(10 + i), n))
                                  for i in range(5)]))
         for sname, sde in sdes.items():
+            if (pname, sname) in done:
+                continue
             start = time.perf_counter()
             score_fn = mixture.score_fn(sde)
             z = sde.prior_sampling(jax.random.key(3), (n,) + mixture.data_shape)
@@ -307,10 +319,11 @@ def main():
             case = dict(problem=pname, sde=sname, floor=floor, ref_sliced_w2=sw(ref), rows=rows,
                         likelihood=likelihood_rows(sde, score_fn, mixture, min(n, 1024)))
             results["cases"].append(case)
+            out.write_text(json.dumps(results, indent=1))
             print_case(case)
             print(f"  ({time.perf_counter() - start:.0f} s)")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    order = [(p, s) for p in problems for s in sdes]
+    results["cases"].sort(key=lambda c: order.index((c["problem"], c["sde"])))
     out.write_text(json.dumps(results, indent=1))
     plot(results, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
