@@ -4,128 +4,174 @@
     python train.py --config=configs/digits_ve.py --workdir=runs/ve --config.training.n_steps=500
     python train.py sample --workdir=runs/ve --sampler=ode --num=64
     python train.py sample --workdir=runs/cfg --class=3 --guidance=2   # configs/digits_cfg.py
-    python train.py sample --classifier=runs/digits_classifier --class=all   # classifier guidance
     python train.py complete --mask=center        # also super-resolve, colorize, denoise,
-    python train.py denoise --noise_std=0.2       # reconstruct --operator=blur:1.0 (held-out
-                                                  # images conditioned on observations)
-    python train.py --config=configs/table.py --workdir=runs/table    # a CSV table
+    python train.py denoise --noise_std=0.2       # reconstruct --operator=blur:1.0
     python train.py impute --workdir=runs/table --input=t.csv --output=filled.csv
     python train.py score --workdir=runs/default --input=images.npz --output=nll.csv
-    python train.py --coordinator_address=host0:1234 --num_processes=2 --process_id=0  # per host
-    python train.py compare --config=configs/compare_mixture.py --workdir=runs/compare  # SDEs
+    python train.py compare --config=configs/compare_mixture.py --workdir=runs/compare
     python train.py import-score-sde --checkpoint=ckpt/checkpoint_26 --workdir=runs/imported \
         --score_sde_config=score_sde/configs/vp/cifar10_ddpmpp_continuous.py \
-        --score_sde_root=score_sde --config.data.name=cifar10    # Song et al.'s checkpoints
+        --score_sde_root=score_sde --config.data.name=cifar10
+    python train.py sample --help                        # one command's flags and defaults
 
 Re-running the same command resumes from the newest checkpoint in the workdir, along the same
-trajectory as an uninterrupted run. The work is done by the `scorelab` package; this file only
-parses flags.
+trajectory as an uninterrupted run. Each command takes only its own flags (`scorelab.cli`
+refuses the others by name); the work is done by the `scorelab` package.
 """
 import pathlib
+import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
 import scorelab
 import scorelab.distributed
-from scorelab.sampling import SAMPLERS
-from scorelab.compare import compare
-from scorelab.inputs import impute, score
-from scorelab.score_sde import import_score_sde
 from samplers import INVERSE_METHODS
+from scorelab.cli import Command, Flag, main
+from scorelab.compare import compare
+from scorelab.config import ConfigError
+from scorelab.distributed import LaunchError
+from scorelab.inputs import impute, score
+from scorelab.sampling import SAMPLERS
+from scorelab.score_sde import import_score_sde
 from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
 
 ROOT = pathlib.Path(__file__).resolve().parent
 
-_CONFIG = config_flags.DEFINE_config_file("config", str(ROOT / "configs" / "default.py"),
-                                          "Config file (get_config()).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Run directory (checkpoints, metrics).")
-_SAMPLER = flags.DEFINE_enum("sampler", "", ["", *SAMPLERS],
-                             "sample: sampler (default: the run's).")
-_NUM = flags.DEFINE_integer("num", 64, "sample: number of samples.")
-_SEED = flags.DEFINE_integer("sample_seed", 0, "sample: seed of the sampler's key.")
-_CLASS = flags.DEFINE_string("class", "", "sample: a class index or 'all' (the classes in "
-                             "turn), for a class-conditional run or with --classifier.")
-_GUIDANCE = flags.DEFINE_float("guidance", None, "sample: guidance scale (classifier-free for a "
-                               "run trained with label dropout, else with --classifier; "
-                               "default 1: the conditional score).")
-_CLASSIFIER = flags.DEFINE_string("classifier", "", "sample: workdir of a classifier run "
-                                  "(model.name='classifier') that guides this unconditional run.")
-_INPUT = flags.DEFINE_string("input", "", "impute: a CSV with the run's columns, empty cells "
-                             "missing; score: that, or an .npz of uint8 `images`.")
-_OUTPUT = flags.DEFINE_string("output", "", "impute: the filled CSV; score: the CSV of "
-                              "per-example NLLs.")
-_DRAWS = flags.DEFINE_integer("draws", 8, "impute: draws averaged per empty cell (1: write "
-                              "one posterior draw).")
-_OUT = flags.DEFINE_string("out", "", "sample and the tasks: output path without extension.")
-_MASK = flags.DEFINE_string("mask", "center", f"complete: one of {list(MASKS)} or a .npy file "
-                            "of the image's height and width, nonzero = observed.")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", None, "the tasks: reverse-chain steps (default: "
-                                   "the SDE's N, or N t* / T from the noise level t*).")
-_METHOD = flags.DEFINE_string("method", DEFAULT_METHOD, "the tasks but denoise: "
-                               f"solve_inverse's method, one of {list(INVERSE_METHODS)}, or auto "
-                               "(ddrm for operators with orthonormal rows, else tweedie).")
-_QUICK = flags.DEFINE_bool("quick", False, "compare: the config's quick settings (minutes).")
-_FACTOR = flags.DEFINE_integer("factor", 2, "super-resolve: the upsampling factor.")
-_NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "denoise, reconstruct: observation noise std "
-                                "in pixel units of [0, 1] images.")
-_OPERATOR = flags.DEFINE_string("operator", "blur:1.0", "reconstruct: blur:WIDTH (pixels), "
-                                "fourier:FRACTION (of the frequencies) or project:M (Gaussian "
-                                "rows).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", "", "import-score-sde: a score_sde checkpoint "
-                                  "file (checkpoint_<n>).")
-_SCORE_SDE_CONFIG = flags.DEFINE_string("score_sde_config", "", "import-score-sde: that run's "
-                                        "score_sde config file.")
-_SCORE_SDE_ROOT = flags.DEFINE_string("score_sde_root", None, "import-score-sde: the score_sde "
-                                      "checkout whose configs/ the config file imports.")
+CONFIG = Flag("config", "config", str(ROOT / "configs" / "default.py"),
+              "Config file with get_config().")
+WORKDIR = Flag("workdir", "string", "runs/default", "Run directory (checkpoints, metrics).")
+NUM = Flag("num", "integer", 64, "Number of samples.")
+SEED = Flag("seed", "integer", 0, "Seed of this command's random draws (the run's training "
+            "seed is its config's `seed`).")
+OUT = Flag("out", "string", "", "Output path without extension (default: under the workdir).")
+NUM_STEPS = Flag("num_steps", "integer", None, "Reverse-chain steps (default: the SDE's N, or "
+                 "N t* / T from the noise level t*).")
+NOISE_STD = Flag("noise_std", "float", 0.1, "Observation noise std in pixel units of [0, 1] "
+                 "images.")
+METHOD = Flag("method", "enum", DEFAULT_METHOD, "solve_inverse's method; auto is ddrm for "
+              "operators with orthonormal rows, else tweedie.", ("auto", *INVERSE_METHODS))
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "Several processes: HOST:PORT of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Several processes: how many.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Several processes: this one's index.")
-_MULTIHOST = flags.DEFINE_bool("multihost", False,
-                               "Several processes, found from the cluster's environment.")
-_INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300,
-                                     "Several processes: seconds to wait for all to connect.")
-_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
-    "heartbeat_timeout", 100, "Several processes: seconds after which a silent process is "
-    "taken as lost and the others are stopped.")
+HOSTS = (
+    Flag("coordinator_address", "string", None, "Several processes: HOST:PORT of process 0."),
+    Flag("num_processes", "integer", None, "Several processes: how many."),
+    Flag("process_id", "integer", None, "Several processes: this one's index."),
+    Flag("multihost", "bool", False, "Several processes, found from the cluster's environment."),
+    Flag("initialization_timeout", "integer", 300, "Several processes: seconds to wait for all "
+         "to connect."),
+    Flag("heartbeat_timeout", "integer", 100, "Several processes: seconds after which a silent "
+         "process is taken as lost and the others are stopped."),
+)
 
 
-def main(argv):
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    command = argv[1] if len(argv) > 1 else "train"
-    commands = ["train", "sample", *TASKS, "impute", "score", "compare", "import-score-sde"]
-    if command not in commands:
-        raise app.UsageError(f"command must be one of {commands}, got {command!r}")
+def start(f):
+    """Connects the processes of a multi-process launch (nothing for a single process)."""
     scorelab.distributed.start(
-        coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-        process_id=_PROCESS_ID.value, multihost=_MULTIHOST.value,
-        initialization_timeout=_INIT_TIMEOUT.value, heartbeat_timeout=_HEARTBEAT_TIMEOUT.value)
-    workdir = pathlib.Path(_WORKDIR.value)
-    if command == "train":
-        scorelab.train(_CONFIG.value, workdir)
-    elif command == "sample":
-        scorelab.sample(workdir, method=_SAMPLER.value, num=_NUM.value, seed=_SEED.value,
-                        out=_OUT.value, label=_CLASS.value, guidance=_GUIDANCE.value,
-                        classifier=_CLASSIFIER.value)
-    elif command == "impute":
-        impute(workdir, input=_INPUT.value, output=_OUTPUT.value, draws=_DRAWS.value,
-               seed=_SEED.value, num_steps=_NUM_STEPS.value)
-    elif command == "score":
-        score(workdir, input=_INPUT.value, output=_OUTPUT.value, seed=_SEED.value)
-    elif command == "compare":
-        compare(_CONFIG.value, workdir, quick=_QUICK.value)
-    elif command == "import-score-sde":
-        import_score_sde(_CHECKPOINT.value, _SCORE_SDE_CONFIG.value, _SCORE_SDE_ROOT.value,
-                         workdir, _CONFIG.value)
-    else:
-        run_task(workdir, command, num=_NUM.value if _NUM.present else 16, seed=_SEED.value,
-                 out=_OUT.value, mask=_MASK.value, factor=_FACTOR.value,
-                 noise_std=_NOISE_STD.value, operator=_OPERATOR.value,
-                 num_steps=_NUM_STEPS.value, method=_METHOD.value)
+        coordinator_address=f.coordinator_address, num_processes=f.num_processes,
+        process_id=f.process_id, multihost=f.multihost,
+        initialization_timeout=f.initialization_timeout, heartbeat_timeout=f.heartbeat_timeout)
+    return pathlib.Path(f.workdir)
+
+
+def train(f):
+    scorelab.train(f.config, start(f))
+
+
+def sample(f):
+    scorelab.sample(start(f), method=f.sampler, num=f.num, seed=f.seed, out=f.out,
+                    label=getattr(f, "class"), guidance=f.guidance, classifier=f.classifier)
+
+
+def task(name):
+    def run(f):
+        options = {k: getattr(f, k) for k in ("mask", "factor", "noise_std", "operator",
+                                              "method") if k in f}
+        run_task(start(f), name, num=f.num, seed=f.seed, out=f.out, num_steps=f.num_steps,
+                 **options)
+    return run
+
+
+TASK_FLAGS = {
+    "complete": (Flag("mask", "string", "center", f"One of {list(MASKS)} or a .npy file of the "
+                      "image's height and width, nonzero = observed."), METHOD),
+    "super-resolve": (Flag("factor", "integer", 2, "The upsampling factor."), METHOD),
+    "colorize": (METHOD,),
+    "denoise": (NOISE_STD,),
+    "reconstruct": (NOISE_STD, Flag("operator", "string", "blur:1.0", "blur:WIDTH (pixels), "
+                                    "fourier:FRACTION (of the frequencies) or project:M "
+                                    "(Gaussian rows)."), METHOD),
+}
+TASK_SUMMARY = {
+    "complete": "Inpaint masked held-out images.",
+    "super-resolve": "Super-resolve block-averaged held-out images.",
+    "colorize": "Colorize the channel mean of held-out images.",
+    "denoise": "Denoise held-out images with Gaussian noise (exact posterior sampling).",
+    "reconstruct": "Reconstruct held-out images from blurred, Fourier-undersampled or projected "
+                   "noisy observations.",
+}
+
+COMMANDS = {
+    "train": Command(
+        "Train a run, or resume it from its newest checkpoint; evaluates along the way and "
+        "writes samples, metrics and checkpoints to the workdir.",
+        (CONFIG, WORKDIR, *HOSTS), train),
+    "sample": Command(
+        "Samples from a run's newest checkpoint (EMA parameters), unconditional or by class. "
+        "Writes NPZ, PNG and JSON.",
+        (WORKDIR, Flag("sampler", "enum", "", "Sampler (default: the run's).", ("", *SAMPLERS)),
+         NUM, SEED, OUT,
+         Flag("class", "string", "", "A class index or 'all' (the classes in turn), for a "
+              "class-conditional run or with --classifier."),
+         Flag("guidance", "float", None, "Guidance scale (classifier-free for a run trained "
+              "with label dropout, else with --classifier; default 1: the conditional score)."),
+         Flag("classifier", "string", "", "Workdir of a classifier run (model.name="
+              "'classifier') that guides this unconditional run."), *HOSTS), sample),
+    **{name: Command(
+        f"{TASK_SUMMARY[name]} Writes the rows observation | [mean] | draw | original as PNG, "
+        f"NPZ and JSON (PSNR, SSIM, NFE).",
+        (WORKDIR, NUM(16, "Number of held-out images."), SEED, OUT, NUM_STEPS, *TASK_FLAGS[name],
+         *HOSTS), task(name)) for name in TASKS},
+    "impute": Command(
+        "Fill the empty cells of a CSV table with the model's conditional (a table run).",
+        (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, empty cells "
+                       "missing."),
+         Flag("output", "string", "", "The filled CSV."),
+         Flag("draws", "integer", 8, "Draws averaged per empty cell (1: one posterior draw)."),
+         SEED, NUM_STEPS, *HOSTS),
+        lambda f: impute(start(f), input=f.input, output=f.output, draws=f.draws, seed=f.seed,
+                         num_steps=f.num_steps)),
+    "score": Command(
+        "Per-example negative log-likelihood (nats, and bits/dim for images) of a user's file.",
+        (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, or an .npz of "
+                       "uint8 `images`."),
+         Flag("output", "string", "", "The CSV of per-example NLLs."), SEED, *HOSTS),
+        lambda f: score(start(f), input=f.input, output=f.output, seed=f.seed)),
+    "compare": Command(
+        "Train SDE variants side by side and run every sampler at NFE budgets; resumable "
+        "cell by cell.",
+        (CONFIG, WORKDIR, Flag("quick", "bool", False, "The config's quick settings "
+                               "(minutes).")),
+        lambda f: compare(f.config, pathlib.Path(f.workdir), quick=f.quick)),
+    "import-score-sde": Command(
+        "Turn a score_sde checkpoint (Song et al.'s code) into an ordinary run directory.",
+        (CONFIG(help="Config whose data section the imported run gets."), WORKDIR,
+         Flag("checkpoint", "string", "", "A score_sde checkpoint file (checkpoint_<n>)."),
+         Flag("score_sde_config", "string", "", "That run's score_sde config file."),
+         Flag("score_sde_root", "string", None, "The score_sde checkout whose configs/ the "
+              "config file imports.")),
+        lambda f: import_score_sde(f.checkpoint, f.score_sde_config, f.score_sde_root,
+                                   pathlib.Path(f.workdir), f.config)),
+}
+
+
+def run(argv: list[str]) -> int:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    try:
+        return main(argv, COMMANDS, default="train")
+    except (ConfigError, LaunchError) as e:  # bad input, found before any expensive work
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(run(sys.argv))
