@@ -31,7 +31,8 @@ def restore(workdir: pathlib.Path, mesh, *, method: str = ""):
         config.sampling.method = method
     run = build(config)
     manager = checkpoint_manager(workdir, config.training.max_to_keep)
-    state, step = restore_latest_valid(manager, replicated(run.abstract, mesh), workdir)
+    state, step = restore_latest_valid(manager, replicated(run.abstract, mesh), workdir,
+                                       resuming=False)
     if state is None:
         raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint")
     return config, run, state, step
@@ -68,8 +69,13 @@ def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str,
         f"_class_{label or 'all'}_guidance_{how['guidance']:g}" if labels_of else "")
     target = pathlib.Path(out) if out else workdir / "samples" / name
     x = to_host(x)
+    # `nfe` counts score evaluations (the library's meaning); a classifier-free guided one
+    # costs two calls of the network, a classifier-guided one adds the classifier's gradient.
+    per_evaluation = 2 if how.get("method") == "classifier-free guidance" else 1
     figures = {"step": step, "num": num, "sampler": config.sampling.method, "nfe": int(nfe),
-               **how}
+               "network_calls": per_evaluation * int(nfe), **how}
+    if how.get("method") == "classifier guidance":
+        figures["classifier_gradient_calls"] = int(nfe)
     if labels_of and "digit_classifier" in run.dataset.metrics:
         figures["class_accuracy"] = class_accuracy(x, labels_of(num), run.dataset,
                                                    centered=config.data.centered)
@@ -78,8 +84,9 @@ def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str,
         target.with_suffix(".json").write_text(json.dumps(figures, indent=1))
         accuracy = (f", class accuracy {figures['class_accuracy']:.3f}"
                     if "class_accuracy" in figures else "")
+        calls = (f", {figures['network_calls']} network calls" if per_evaluation > 1 else "")
         print(f"{num} samples from step {step} with {config.sampling.method} (NFE {int(nfe)}"
-              f"{accuracy}): {target}.npz, {target}.png")
+              f"{calls}{accuracy}): {target}.npz, {target}.png")
     return target
 
 

@@ -19,6 +19,7 @@ also run with the exact score, so that training and sampling error separate), `g
 import json
 import math
 import pathlib
+import sys
 import time
 
 import jax
@@ -35,6 +36,7 @@ from scorelab.data.toy import analytic_mixture
 from scorelab.loop import check_workdir, load_data, train
 from scorelab.metrics import digit_classifier_metrics, sliced_wasserstein
 from scorelab.metrics.toy import sliced_w2_to_test
+from scorelab.progress import Progress
 from scorelab.step import make_mesh
 
 REFERENCE_SEED = 12345  # the exact draws every mixture cell is compared with
@@ -294,8 +296,8 @@ def compare(config, workdir: pathlib.Path, *, quick: bool = False) -> dict:
                 facts["score_error"] = score_error(model, key)
             results.runs[name] = facts
             results.save()
-    progress = _progress(len(todo))
-    for cell in todo:
+    progress = Progress(len(todo), desc="cells", unit="cell", file=sys.stderr)
+    for done, cell in enumerate(todo, 1):
         model = model_of(cell["score"], cell["variant"], cell["seed"])
         budget = 0 if cell["budget"] == "adaptive" else cell["budget"]
         # one key per seed: every sampler and variant starts from the same latents (paired cells)
@@ -306,7 +308,7 @@ def compare(config, workdir: pathlib.Path, *, quick: bool = False) -> dict:
         if x is not None and cell["budget"] in (max(c.budgets), "adaptive"):  # the grid
             (workdir / "samples").mkdir(exist_ok=True)
             np.save(_samples_file(workdir, cell), np.asarray(x[:2000 if x.ndim == 2 else 64]))
-        progress(cell)
+        progress.update(done, _cell_key(cell))
     write_tables(config, workdir, results)
     write_plots(config, workdir, results)
     return {"cells": list(results.cells.values()), "runs": results.runs, "new_cells": len(todo)}
@@ -332,21 +334,6 @@ def quick_config(config):
     config.compare.num_samples = q.num_samples
     config.compare.num_likelihood = q.num_likelihood
     return config
-
-
-def _progress(total: int):
-    """`progress(cell)`: one step of a bar over the cells to compute, named by the cell."""
-    from tqdm import tqdm
-    bar = tqdm(total=total, unit="cell", desc="cells", disable=total == 0)
-
-    def step(cell):
-        bar.set_postfix_str(_cell_key(cell))
-        bar.update(1)
-        if bar.n == total:
-            bar.close()
-    return step
-
-
 
 
 def _samples_file(workdir, cell) -> pathlib.Path:

@@ -6,10 +6,12 @@ evaluation), and runs each over the same mesh as training. Each stage prints one
 time, and its time goes into the results.
 """
 import pathlib
+import sys
 import time
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from models.score import bind
 from samplers import bits_per_dim, log_likelihood
@@ -25,11 +27,8 @@ from scorelab.sampling import make_sample_fn
 def say(message: str) -> None:
     """A line on process 0's stdout, printed above the progress bar rather than through it."""
     if jax.process_index() == 0:
-        try:
-            from tqdm import tqdm
-            tqdm.write(message)
-        except ImportError:
-            print(message, flush=True)
+        tqdm.write(message, file=sys.stdout)
+        sys.stdout.flush()
 
 
 class Evaluator:

@@ -19,7 +19,6 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from samplers import bits_per_dim, inpaint, log_likelihood
 from scorelab import distributed
@@ -29,6 +28,7 @@ from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError
 from scorelab.data import tables
 from scorelab.loop import check_workdir
+from scorelab.progress import Progress
 from scorelab.step import make_mesh
 from scorelab.workdir import TABLE_FILE
 
@@ -161,8 +161,8 @@ def _read_images(path: str, data_shape) -> np.ndarray:
 
 
 def _progress(chunks, what: str, batch_size: int, total: int):
-    """The batch starts, with a progress bar over the examples on process 0."""
-    with tqdm(total=total, desc=what, file=sys.stderr, disable=jax.process_index() != 0) as bar:
-        for start in chunks:
-            yield start
-            bar.update(min(batch_size, total - start))
+    """The batch starts, reporting progress over the examples on process 0."""
+    progress = Progress(total, desc=what, unit="example", file=sys.stderr)
+    for start in chunks:
+        yield start
+        progress.update(min(start + batch_size, total))

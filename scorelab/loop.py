@@ -8,7 +8,6 @@ import contextlib
 import functools
 import pathlib
 import signal
-import sys
 import time
 from typing import NamedTuple
 
@@ -25,6 +24,7 @@ from scorelab.build import build_model, build_objective, build_optimizer, build_
 from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError, check_training
 from scorelab.evaluate import make_evaluator, say
+from scorelab.progress import Progress
 from scorelab.sampling import check_sampling
 from scorelab.step import TrainState, init_state, make_mesh, replicated, train_step
 from scorelab.workdir import TABLE_FILE, MetricsLog, checkpoint_manager, \
@@ -120,7 +120,7 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
     batches = data.DeviceBatches(dataset, mesh, start=start, batch_size=t.batch_size,
                                  seed=config.seed)
     pending, tic, tic_step, waited = [], time.perf_counter(), start, 0.0
-    progress = _progress(t.n_steps, start)
+    progress = Progress(t.n_steps, desc="training", unit="step", initial=start)
     with _preemption() as preempted:
         try:
             for step in range(start, t.n_steps):
@@ -135,7 +135,7 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
                     # The share of the interval the loop spent waiting for its next batch.
                     values["data_wait_fraction"] = (batches.wait_s - waited) / elapsed
                     log.write(done, values)
-                    progress(done, values)
+                    progress.update(done, f"loss={values['loss']:.4f}")
                     pending, tic, tic_step, waited = [], time.perf_counter(), done, batches.wait_s
                 if done % t.checkpoint_every == 0 or done == t.n_steps or stop:
                     manager.save(done, args=ocp.args.StandardSave(state))
@@ -198,20 +198,3 @@ def summarise(metrics: list, done: int, nonfinite: str) -> dict:
     return {"loss": float(losses.mean()) if len(losses) else float("nan"),
             "grad_norm": float(np.mean([m["grad_norm"] for m in metrics])),
             "skipped_steps": int((~finite).sum())}
-
-
-def _progress(total: int, start: int):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    bar = tqdm(total=total, initial=start, dynamic_ncols=True, mininterval=1.0,
-               file=sys.stdout) if tqdm and jax.process_index() == 0 else None
-
-    def update(done, values):
-        if bar is not None:
-            bar.update(done - bar.n)
-            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=True)
-            if done == total:
-                bar.close()
-    return update

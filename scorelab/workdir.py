@@ -85,9 +85,10 @@ def checkpoint_manager(workdir: pathlib.Path, max_to_keep: int):
     return ocp.CheckpointManager(workdir / "checkpoints", options=options)
 
 
-def restore_latest_valid(manager, target, workdir):
+def restore_latest_valid(manager, target, workdir, *, resuming: bool = True):
     """(state, step) from the newest checkpoint that restores and is finite, or (None, 0) when
-    there is none. Unreadable ones (truncated files, a missing item, another model's shapes)
+    there is none; prints "resumed from step N" (training) or "loaded step N" (`resuming=False`:
+    a command that only reads the run). Unreadable ones (truncated files, a missing item, another model's shapes)
     are skipped with a warning; if every checkpoint is unreadable the run stops rather than
     start again from scratch over them.
 
@@ -111,7 +112,7 @@ def restore_latest_valid(manager, target, workdir):
             failure = f"step {step}: {type(e).__name__}: {str(e)[:200]}"
         if distributed.all_true(failure is None):
             if distributed.is_writer():
-                print(f"resumed from step {step} in {workdir}")
+                print(f"{'resumed from' if resuming else 'loaded'} step {step} in {workdir}")
             return state, step
         failures.append(failure or f"step {step}: another process could not restore it")
         print(f"warning: checkpoint {step} in {workdir} cannot be restored ({failures[-1]}); "
