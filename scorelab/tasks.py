@@ -36,7 +36,7 @@ from scorelab.step import make_mesh
 TASKS = ("complete", "super-resolve", "colorize", "denoise", "reconstruct")
 # "auto": DDRM where the operator has orthonormal rows (masks, averages, Fourier rows), Tweedie
 # guidance otherwise (blur, projections). On the trained digits U-Net DDRM scored best and works
-# at 1 evaluation a step from 20 steps up (README, "On trained models").
+# at 1 evaluation a step from 20 steps up (docs/observations.md, "On trained models").
 DEFAULT_METHOD = "auto"
 METHODS = ("auto",) + INVERSE_METHODS
 MASKS = ("center", "half", "random")
