@@ -111,3 +111,15 @@ def test_help_and_refusal_exit_codes_of_the_real_script(tmp_path):
     bad = run("sample", "--workdir=nowhere", "--draws=3")
     assert bad.returncode == 2 and "--draws is not a flag of `sample`" in bad.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_progress_off_a_terminal_is_plain_lines():
+    import io
+    from scorelab.progress import Progress
+    out = io.StringIO()
+    progress = Progress(3, desc="training", unit="step", file=out, every_s=0.0)
+    for done in (1, 2, 3):
+        progress.update(done, f"loss={done / 10:.4f}")
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith("training: 3/3 step (") and lines[-1].endswith("loss=0.3000")
+    assert len(lines) == 3 and not any(c in out.getvalue() for c in "\r\x1b")
