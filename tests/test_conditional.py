@@ -11,11 +11,14 @@ import pytest
 
 from configs import digits_cfg, digits_classifier
 from models.score import bind
+from scorelab import data
 from scorelab.build import build_objective, class_log_prob, logits_fn_for, null_label, \
     score_fn_for
 from scorelab.commands import conditioning, sample
 from scorelab.config import ConfigError
+from scorelab.data import to_uint8
 from scorelab.loop import build, train
+from scorelab.metrics.classifier import classify, load_or_train
 from scorelab.sampling import make_sample_fn
 from scorelab.step import init_state, make_mesh
 from sde import GaussianMixture, VPSDE, noisy_classifier_loss
@@ -142,18 +145,26 @@ def test_classifier_free_guidance_of_one_network(cfg_run):
 
 @pytest.fixture(scope="module")
 def classifier_workdir(tmp_path_factory):
+    """400 steps without warm-up at lr 5e-3: enough for the tiny classifier to beat chance on
+    clean digits (the compiled step takes milliseconds; compiling dominates the setup)."""
     workdir = tmp_path_factory.mktemp("classifier") / "run"
-    config = tiny(digits_classifier.get_config(), n_steps=6, eval_every=6)
+    config = tiny(digits_classifier.get_config(), n_steps=400, eval_every=400, log_every=200)
+    config.optim.update(warmup=0, lr=5e-3)
     train(config, workdir)
     return workdir
 
 
 def test_classifier_run_trains_and_evaluates_accuracy_by_noise_level(classifier_workdir):
+    """On the 256 held-out digits the evaluator uses, always answering the commonest class
+    scores 0.145 and guessing 0.10 +- 0.019; the trained classifier scores about 0.43 on clean
+    digits (t = 0), 0.27 at t = T / 4, and chance at t = 0.75 T, where the VP SDE keeps
+    m(t) = 0.06 of the signal under noise of std 1."""
     lines = [json.loads(s) for s in (classifier_workdir / "metrics.jsonl").read_text().splitlines()]
     final = [m for m in lines if "eval/loss" in m][-1]
-    assert final["step"] == 6 and np.isfinite(final["eval/loss"])
-    for frac in ("0", "0.25", "0.5", "0.75"):
-        assert 0 <= final[f"eval/accuracy_t{frac}"] <= 1
+    assert final["step"] == 400 and final["eval/loss"] < np.log(10)  # below the uniform guess
+    acc = {frac: final[f"eval/accuracy_t{frac}"] for frac in ("0", "0.25", "0.5", "0.75")}
+    assert acc["0"] > 0.3, acc  # 10 standard errors above guessing, twice the commonest class
+    assert acc["0"] > acc["0.75"] + 0.15, acc  # the noise level is where it is said to be
     assert not (classifier_workdir / "samples").exists()
 
 
@@ -202,8 +213,17 @@ def test_sample_one_class_through_the_command_line(conditional_workdir):
     stem = conditional_workdir / "samples" / "sample_step_2_ode_class_7_guidance_1"
     figures = json.loads(stem.with_suffix(".json").read_text())
     assert figures["method"] == "conditional score" and figures["classes"] == "7"
-    assert 0 <= figures["class_accuracy"] <= 1 and "class accuracy" in proc.stdout
-    assert np.load(stem.with_suffix(".npz"))["samples"].shape == (8, 8, 8, 1)
+    samples = np.load(stem.with_suffix(".npz"))["samples"]
+    assert samples.shape == (8, 8, 8, 1)
+    # After 2 training steps the draws are noise to the digit classifier (it reads 1 of these 8
+    # as a 7, and guessing gets 0.1), so no threshold can hold; instead the figure must be the
+    # in-project classifier's share of *these* samples read as the requested class.
+    digits = data.load("digits")
+    _, predicted = classify(load_or_train(digits.train, digits.train_labels),
+                            to_uint8(samples, centered=True))
+    assert figures["class_accuracy"] == pytest.approx(np.mean(predicted == 7), abs=1e-9), \
+        (figures["class_accuracy"], predicted)
+    assert f"class accuracy {np.mean(predicted == 7):.3f}" in proc.stdout
 
 
 @pytest.mark.parametrize("options, message", [

@@ -66,14 +66,27 @@ def test_discrete_loss_matches_ddpm_and_smld_tables(sde):
     assert abs(mean - expected) < 4 * se, (mean, expected, se)
 
 
-def test_reductions_and_jit(mixture):
-    sde = VPSDE()
-    score = _perturbed_score(mixture, sde)
-    x0 = mixture.sample(jax.random.key(1), 64)
+def test_reductions_and_jit():
+    """D = 3 data dimensions, so that the mean over them (reduce_mean=True) and half their sum
+    (reduce_mean=False, Song et al.'s code) differ: summed = mean * D / 2 = 1.5 * mean. Both are
+    also rebuilt by hand from the documented recipe (t ~ U(eps, T), x_t = m x0 + std z, the
+    per-sample loss ||std score + z||^2 reduced over the dimensions, then the batch mean)."""
+    sde, d = VPSDE(), 3
+    score = lambda theta, x, t: -theta * x  # not the exact score: the residual is not zero
+    x0 = jax.random.normal(jax.random.key(1), (64, d)) + jnp.array([1.0, -2.0, 0.5])
     key = jax.random.key(5)
     mean = dsm_loss(sde, score, 0.3, x0, key)
     summed = dsm_loss(sde, score, 0.3, x0, key, reduce_mean=False)
-    np.testing.assert_allclose(summed, mean * 2 / 2, rtol=1e-6)  # D = 2: 0.5 * sum = mean
+    np.testing.assert_allclose(summed, mean * d / 2, rtol=1e-6)
+
+    k_t, k_z = jax.random.split(key)
+    t = jax.random.uniform(k_t, (64,), minval=1e-5, maxval=sde.T)
+    z = jax.random.normal(k_z, x0.shape)
+    m, std = sde.mean_coeff(t)[:, None], sde.std(t)[:, None]
+    sq = np.square(np.asarray(std * score(0.3, m * x0 + std * z, t) + z, np.float64))
+    np.testing.assert_allclose(mean, sq.mean(), rtol=1e-5)  # mean over dims and batch
+    np.testing.assert_allclose(summed, 0.5 * sq.sum(1).mean(), rtol=1e-5)  # half the sum
+
     jitted = jax.jit(dsm_loss, static_argnums=1)(sde, score, 0.3, x0, key)
     assert jitted.shape == () and jitted.dtype == jnp.float32
     np.testing.assert_allclose(jitted, mean, rtol=1e-6)

@@ -3,8 +3,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 from scorelab import data
+from scorelab.data import toy
 from scorelab.metrics import METRICS, frechet_distance, sliced_wasserstein
 from scorelab.pictures import image_grid, scatter_image
 
@@ -56,11 +58,39 @@ def test_scatter_image_marks_where_points_are():
     assert picture[-1, 0, 0] == 0 and np.all(np.delete(picture.ravel(), 56) == 255)
 
 
+def _mixture_log_density(x):
+    """log p(x) of the toy set's mixture, written out in numpy from the constants the data are
+    drawn with (scorelab/data/toy.py's MIXTURE), independently of sde.GaussianMixture."""
+    w, mu, s = (np.asarray(toy.MIXTURE[k], np.float64) for k in ("weights", "means", "stds"))
+    sq = np.sum(np.square(x[..., None, :] - mu), -1)  # (..., k)
+    return logsumexp(np.log(w) - np.log(2 * np.pi * s**2) - 0.5 * sq / s**2, axis=-1)  # d = 2
+
+
 def test_toy_metrics_know_the_true_density():
-    ds = data.load("mixture", num_train=10, num_test=4000, seed=0)
-    out = METRICS["mixture_density"](ds.test, ds, jax.random.key(0))
-    # The mixture's differential entropy is about 1.79 nats; samples from it score -entropy.
-    assert out["eval/nll_true_density_nats"] == pytest.approx(1.79, abs=0.05)
-    assert out["eval/sample_logp_true_density"] == pytest.approx(-1.79, abs=0.05)
-    w2 = METRICS["sliced_w2"](ds.test + jnp.array([1.0, 0.0]), ds, jax.random.key(0))
+    """The true-density NLL of held-out points is the mixture's differential entropy
+    H = -E_p[log p], and the samples' mean log p(x + shift) for x ~ p is E_p[log p(x + shift)].
+    Both expectations by quadrature on a grid (h = 0.05, a sixth of the smallest component std,
+    where the rectangle rule on a Gaussian is exact to ~1e-13: h = 0.02 gives the same digits);
+    the tolerance is 4 Monte-Carlo standard errors sqrt(Var_p[.] / n), the variance by the same
+    quadrature. H = 1.75595 nats."""
+    n, shift = 20000, np.array([0.25, 0.0])
+    ds = data.load("mixture", num_train=10, num_test=n, seed=0)
+    out = METRICS["mixture_density"](ds.test + shift, ds, jax.random.key(0))
+    h = 0.05
+    grid = np.stack(np.meshgrid(np.arange(-6, 7, h), np.arange(-5, 6, h), indexing="ij"), -1)
+    log_p = _mixture_log_density(grid)
+    p = np.exp(log_p) * h * h
+    assert abs(p.sum() - 1) < 1e-9  # the grid holds all the mass
+    moments = lambda f: (np.sum(p * f), np.sqrt((np.sum(p * f**2) - np.sum(p * f) ** 2) / n))
+    entropy, se = moments(-log_p)
+    # Cross-check of the quadrature: the components barely overlap, so H is the weights'
+    # entropy plus the components' mean entropy, sum_k w_k log(2 pi e s_k^2) in 2-D.
+    w, s = np.asarray(toy.MIXTURE["weights"]), np.asarray(toy.MIXTURE["stds"])
+    separated = -w @ np.log(w) + w @ np.log(2 * np.pi * np.e * s**2)
+    assert entropy == pytest.approx(separated, abs=1e-5)
+    assert out["eval/nll_true_density_nats"] == pytest.approx(entropy, abs=4 * se), se
+    cross, se_cross = moments(_mixture_log_density(grid + shift))  # about -1.95: the shift costs
+    assert out["eval/sample_logp_true_density"] == pytest.approx(cross, abs=4 * se_cross), \
+        se_cross  # the samples, not the held-out points (-1.76), are scored
+    w2 = METRICS["sliced_w2"](ds.test[:4000] + jnp.array([1.0, 0.0]), ds, jax.random.key(0))
     assert 0.5 < w2["eval/sliced_w2"] < 1.0  # a unit shift in 2-D: about 1 / sqrt(2)

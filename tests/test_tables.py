@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import table
-from scorelab import data
+from scorelab import data, inputs
 from scorelab.config import ConfigError
 from scorelab.data import tables
 from scorelab.inputs import impute, score
@@ -105,8 +105,50 @@ def test_impute_fills_only_empty_cells_and_keeps_the_given_text(table_run):
     assert filled.columns == source.columns
     for given, out in zip(source.cells[:12], filled.cells):
         for g, o in zip(given, out):
+            # the 40-step network's values are only finite: the truth is checked by
+            # test_impute_recovers_hidden_cells_of_a_known_table
             assert o == g if g else np.isfinite(float(o))
     assert f"filled {sum(c == '' for r in source.cells[:12] for c in r)} empty cells" in proc.stdout
+
+
+def test_impute_recovers_hidden_cells_of_a_known_table(table_run, monkeypatch, tmp_path):
+    """`impute`'s reading, standardising, masking, draws' mean and un-standardising, against
+    the truth: one cell hidden in each of 200 complete rows of the bundled table. The score is
+    the exact one of the Gaussian fitted to its other 369 rows (in the run's standardised
+    units, the N(m mu, m^2 S + std^2 I) marginal of the VP SDE), standing in for the 40-step
+    network, which is far from trained. Measured RMSE, in column stds: this imputation 0.43, the
+    Gaussian's exact conditional mean 0.29 (the replacement method is not the exact posterior),
+    column means 1.11 (also what a mask that hides the observed cells gives), cells written one
+    row off 1.50, values left in standardised units 81."""
+    stats = tables.Standardizer.load(table_run / "run" / "table.json")
+    source = tables.read(tables.BUNDLED)
+    z = stats.to_model(source.values).astype(np.float64)
+    rng = np.random.default_rng(1)
+    rows, others = np.split(rng.permutation(len(z)), [200])  # imputed; fitted
+    mu = jnp.asarray(z[others].mean(0), jnp.float32)
+    cov = jnp.asarray(np.cov(z[others], rowvar=False), jnp.float32)
+
+    def gaussian_score(config, run, state, command):
+        def score(x, t):
+            m, std = run.sde.mean_coeff(t)[:, None, None], run.sde.std(t)[:, None, None]
+            marginal = m**2 * cov + std**2 * jnp.eye(cov.shape[0])
+            return -jnp.linalg.solve(marginal, (x - m[..., 0] * mu)[..., None])[..., 0]
+        return score
+    monkeypatch.setattr(inputs, "_unconditional_score", gaussian_score)
+
+    hidden = rng.integers(0, z.shape[1], len(rows))
+    cells = [list(source.cells[r]) for r in rows]
+    for row, j in zip(cells, hidden):
+        row[j] = ""
+    write_rows(tmp_path / "in.csv", source.columns, cells)
+    impute(table_run / "run", input=str(tmp_path / "in.csv"), output=str(tmp_path / "out.csv"),
+           draws=8, num_steps=20)
+    filled = tables.read(tmp_path / "out.csv").values[np.arange(len(rows)), hidden]
+    truth = source.values[rows, hidden]
+    rmse = lambda values: np.sqrt(np.mean(np.square((values - truth) / stats.std[hidden])))
+    imputed, column_mean = rmse(filled), rmse(stats.mean[hidden])
+    assert column_mean > 1.0  # the baseline this must beat by far
+    assert imputed < 0.5 * column_mean, f"RMSE {imputed:.3f}, column means {column_mean:.3f}"
 
 
 def test_score_writes_one_finite_nll_per_row(table_run):

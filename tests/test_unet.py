@@ -6,7 +6,9 @@ run time. Real `init` runs once, on a one-level network, and the big presets onl
 `jax.eval_shape`, which costs no FLOPs.
 """
 import dataclasses
+import importlib
 import math
+import types
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,7 @@ import pytest
 
 from models import layers
 from models.unet import NCSNpp, ddpmpp_config, ncsnpp_config
+from scorelab.build import build_model
 
 TINY = dict(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.1)
 VARIANTS = {
@@ -244,19 +247,31 @@ def test_bad_call_arguments_raise(attrs, call, error, name):
 
 # ---- presets ----
 
-def count_params(config):
-    model = NCSNpp(**config)
+# The exact parameter counts of score_sde's own networks for its config files of the same names
+# (configs/vp/cifar10_ddpmpp_continuous.py, configs/ve/cifar10_ncsnpp_continuous.py,
+# configs/ve/cifar10_ncsnpp_deep_continuous.py at yang-song/score_sde 0acb9e0), counted with its
+# models/ncsnpp.py under jax.eval_shape, imported with the stubs of
+# tests/fixtures/score_sde/make_fixtures.py (`import_score_sde`, then `mutils.get_model(
+# config.model.name)(config=config).init` on a (1, 32, 32, 3) batch, summing the "params"
+# leaves). Ours must be the same network: equal counts, not merely near the paper's sizes.
+SCORE_SDE_PARAMETERS = {
+    "cifar10_ddpmpp_continuous": 61_804_419,
+    "cifar10_ncsnpp_continuous": 62_758_915,  # + FIR, residual input pyramid, Fourier features
+    "cifar10_ncsnpp_deep_continuous": 107_587_075,  # 8 residual blocks per resolution, not 4
+}
+
+
+@pytest.mark.parametrize("name", list(SCORE_SDE_PARAMETERS))
+def test_cifar10_presets_have_score_sde_parameter_counts(name):
+    """Our configs of the same names build (as `scorelab.build.build_model` does for CIFAR-10:
+    unconditional images) networks with exactly score_sde's parameter counts."""
+    config = importlib.import_module(f"configs.{name}").get_config()
+    model = build_model(config, types.SimpleNamespace(is_image=True, train_labels=None))
+    assert model.num_classes is None  # score_sde's `conditional` is on noise level, not class
     shapes = jax.eval_shape(lambda: model.init(
         jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,))))
-    return sum(math.prod(s.shape) for s in jax.tree.leaves(shapes["params"]))
-
-
-@pytest.mark.parametrize("preset", [ncsnpp_config, ddpmpp_config])
-def test_cifar10_presets_build_with_paper_sizes(preset):
-    """NCSN++ cont. and DDPM++ cont. have about 62M parameters (paper: 62M and 62M)."""
-    n = count_params(preset())
-    print(f"{preset.__name__}: {n:,} parameters")
-    assert 55e6 < n < 70e6
+    n = sum(math.prod(s.shape) for s in jax.tree.leaves(shapes["params"]))
+    assert n == SCORE_SDE_PARAMETERS[name], f"{name}: {n:,} parameters"
 
 
 def test_presets_name_every_attribute_and_refuse_unknown_ones():
