@@ -31,8 +31,8 @@ from sde.base import SDE, Batch, ScoreFn
 
 
 class FewStepSolver(NamedTuple):
-    order: int
-    evals_per_step: int
+    order: int  # of accuracy: the error falls at least as h^order (tests/test_fewstep.py)
+    evals_per_step: int  # score evaluations per step
 
 
 FEW_STEP_SOLVERS = {
@@ -41,6 +41,17 @@ FEW_STEP_SOLVERS = {
     "dpmpp_3m": FewStepSolver(3, 1),
     "dpmpp_3m_pc": FewStepSolver(4, 1),
     "edm_heun": FewStepSolver(2, 2),
+}
+
+# How `_multistep` runs each multistep solver: its predictor's polynomial passes through the
+# last `points` evaluations of D, and `correct` adds the corrector, one order more at no
+# evaluation. The order of accuracy (FEW_STEP_SOLVERS, what the tests check) is points for
+# the predictors alone and points + 1 with the corrector.
+_MULTISTEP = {
+    "ddim": dict(points=1, correct=False),
+    "dpmpp_2m": dict(points=2, correct=False),
+    "dpmpp_3m": dict(points=3, correct=False),
+    "dpmpp_3m_pc": dict(points=3, correct=True),
 }
 
 
@@ -85,42 +96,55 @@ def _predictor_weights(nodes, count, h):
                      jnp.where(count == 2, lu_2m, _weights(nodes, count, h)))
 
 
-def _multistep(d, y, ts, sigmas, order, correct):
-    """DPM-Solver++ of `order` 1, 2 or 3 (data prediction) over the grid; with `correct`, each
-    step is redone once D at its end is known (dpmpp_3m_pc); returns (y, nfe).
+class _History(NamedTuple):
+    """The scan carry of `_multistep` entering step i: the state at grid point i as predicted
+    by step i - 1, and what the corrector and the predictor need from before i."""
+    y: Batch  # the predicted state at grid point i
+    y_prev: Batch  # the (corrected) state at grid point i - 1
+    d1: Batch  # the denoiser D at grid point i - 1 (zeros before the grid's start)
+    d2: Batch  # D at i - 2
+    d3: Batch  # D at i - 3: only the corrector's cubic reaches back this far
+    nfe: jax.Array  # score evaluations so far
+
+
+def _multistep(d, y, ts, sigmas, *, points: int, correct: bool):
+    """DPM-Solver++ (data prediction) over the grid, its predictor's polynomial through the
+    last `points` (1, 2 or 3) evaluations of D; with `correct`, each step is redone once D at
+    its end is known (dpmpp_3m_pc); returns (y, nfe).
 
     With v = lambda - lambda_i, the step to lambda_{i+1} = lambda_i + h is
     y_{i+1} = e^{-h} y_i + sum_j w_j D_j, the w_j from `_predictor_weights`. The corrector
     integrates D cubic through D_{i+1} (evaluated at the predicted y_{i+1}, which the next
     step needs anyway) and the three evaluations before it, exactly: an exponential
-    Adams-Moulton step at no extra evaluation. The last step is not corrected.
+    Adams-Moulton step at no extra evaluation. The last step is not corrected. The first
+    steps use as many evaluations as exist (`min(points, i + 1)`).
     """
     lambdas = -jnp.log(sigmas)
     n = ts.shape[0] - 1
-    at = lambda i: lambdas[jnp.clip(i, 0, n)]
+    at = lambda i: lambdas[jnp.clip(i, 0, n)]  # nodes before the grid get zero weight
 
-    def step(carry, i):
-        # y: the predicted state at grid point i; y_prev: the (corrected) one at i - 1;
-        # d1, d2, d3: the denoiser at i - 1, i - 2, i - 3
-        y, y_prev, d1, d2, d3, nfe = carry
-        d0 = d(y, ts[i])
-        if correct:
-            hc = jnp.where(i >= 1, at(i) - at(i - 1), 1.0)  # correct the step i - 1 -> i
+    def step(past: _History, i):
+        d0 = d(past.y, ts[i])
+        y = past.y
+        if correct:  # redo the step i - 1 -> i with D_i known
+            hc = jnp.where(i >= 1, at(i) - at(i - 1), 1.0)
             nodes = jnp.stack([1.0, 0.0, (at(i - 2) - at(i - 1)) / hc,
                                (at(i - 3) - at(i - 1)) / hc])
             w = _weights(nodes, jnp.minimum(4, i + 1), hc)
-            corrected = jnp.exp(-hc) * y_prev + w[0] * d0 + w[1] * d1 + w[2] * d2 + w[3] * d3
+            corrected = (jnp.exp(-hc) * past.y_prev + w[0] * d0 + w[1] * past.d1
+                         + w[2] * past.d2 + w[3] * past.d3)
             y = jnp.where(i >= 1, corrected, y)
         h = at(i + 1) - at(i)  # predict i -> i + 1
         nodes = jnp.stack([0.0, (at(i - 1) - at(i)) / h, (at(i - 2) - at(i)) / h, 1.0])
-        w = _predictor_weights(nodes, jnp.minimum(order, i + 1), h)
-        y_next = jnp.exp(-h) * y + w[0] * d0 + w[1] * d1 + w[2] * d2
-        return (y_next, y, d0, d1, d2, nfe + 1), None
+        w = _predictor_weights(nodes, jnp.minimum(points, i + 1), h)
+        y_next = jnp.exp(-h) * y + w[0] * d0 + w[1] * past.d1 + w[2] * past.d2
+        return _History(y=y_next, y_prev=y, d1=d0, d2=past.d1, d3=past.d2,
+                        nfe=past.nfe + 1), None
 
     zeros = jnp.zeros_like(y)
-    (y, *_, nfe), _ = jax.lax.scan(step, (y, zeros, zeros, zeros, zeros, jnp.int32(0)),
-                                   jnp.arange(n))
-    return y, nfe
+    start = _History(y=y, y_prev=zeros, d1=zeros, d2=zeros, d3=zeros, nfe=jnp.int32(0))
+    end, _ = jax.lax.scan(step, start, jnp.arange(n))
+    return end.y, end.nfe
 
 
 def _edm_heun(d, y, ts, sigmas):
@@ -146,6 +170,5 @@ def few_step_solve(sde: SDE, score_fn: ScoreFn, x: Batch, ts, solver: str):
     if solver == "edm_heun":
         y, nfe = _edm_heun(d, y, ts, sigmas)
     else:
-        y, nfe = _multistep(d, y, ts, sigmas, min(FEW_STEP_SOLVERS[solver].order, 3),
-                            correct=solver == "dpmpp_3m_pc")
+        y, nfe = _multistep(d, y, ts, sigmas, **_MULTISTEP[solver])
     return y * m[-1], nfe

@@ -7,7 +7,8 @@ Exact pieces (with the exact score):
     chain started there draws from p(x0 | y), and one Tweedie step there is E[x0 | y].
   * a Gaussian prior and any A: the guided score of method "tweedie" is then exact.
 Approximate, for other priors (their distance to the exact posterior of a Gaussian mixture is
-measured in bench/bench_observe.py), the three methods of `solve_inverse`:
+measured by bench/bench_observe.py, results in bench/results/observe.json), the four methods of
+`solve_inverse`:
   "tweedie"    guidance by log N(y; A E[x0 | x_t], noise_std^2 I + A Cov[x0 | x_t] A^T), with
                Tweedie's mean and covariance, Cov = std^2 / m dE[x0 | x_t]/dx_t (Boys et al.
                2023, TMPD); the system is solved by `cg_steps` conjugate-gradient steps, each one
@@ -286,24 +287,9 @@ def _ddrm_step(operator: Operator, y, noise_std, eta):
     return predict
 
 
-def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
-                  method="tweedie", num_steps=None, eps=1e-3, cg_steps=4, eta=0.85,
-                  predictor="reverse_diffusion", corrector="none", snr=0.16,
-                  n_corrector_steps=1) -> tuple[Batch, jax.Array]:
-    """A draw from the model's posterior given y = operator(x0) + noise_std n; returns (x, nfe).
-
-    `operator` is an `Operator` (`samplers.operators`) or a linear function of a batch, with
-    `shape` = (batch, *data_shape) of x. `method` is "tweedie", "pigdm", "projection" or "ddrm"
-    (module docstring; "projection" and "ddrm" need an operator with A A^T = gram I; `eta` is
-    DDRM's fraction of fresh noise, `cg_steps` Tweedie's conjugate-gradient steps). The chain
-    runs `num_steps` steps (default N) from the prior at T to eps, then a Tweedie step. Where noise_std = 0 and the
-    operator has a pseudo-inverse, x is finally projected onto operator(x) = y.
-    """
-    checks.check_choice("method", method, METHODS)
-    checks.check_int("cg_steps", cg_steps, low=1)
-    checks.check_number("eta", eta, low=0.0, high=1.0)
-    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
-    chain = _chain_options(predictor, corrector, snr, n_corrector_steps)
+def _check_operator(method, operator, y, shape) -> Operator:
+    """`operator` as an `Operator` that maps x of `shape` to y's shape and that `method` can
+    use ("projection" and "ddrm" need A A^T = gram I)."""
     operator = as_operator(operator, shape)
     checks.check_batch("y", y)
     if tuple(y.shape[1:]) != operator.out_shape:
@@ -314,6 +300,45 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
         raise ValueError(f"method={method!r} needs an operator with orthogonal rows of one norm "
                          f"(Mask, ChannelMean, BlockAverage, FourierSampling), got "
                          f"{type(operator).__name__}; use 'tweedie' or 'pigdm'")
+    return operator
+
+
+def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
+                  method="tweedie", num_steps=None, eps=1e-3, cg_steps=4, eta=0.85,
+                  predictor="reverse_diffusion", corrector="none", snr=0.16,
+                  n_corrector_steps=1) -> tuple[Batch, jax.Array]:
+    """A draw from the model's posterior given y = A x0 + noise_std n; returns (x, nfe), x of
+    shape (batch, *A.in_shape).
+
+    A = `operator`: an `Operator` (`samplers.operators`), or a linear function of a batch with
+    `shape` = (batch, *data_shape) of x. The chain runs `num_steps` steps (default N) from the
+    prior at T to eps, then takes a Tweedie step. `method` (the module docstring has the math),
+    what it needs, and what one call of its score costs:
+      "tweedie"     the chain on the score guided with Tweedie's covariance, solved by
+                    `cg_steps` conjugate-gradient steps. Any linear A. cg_steps + 2 NFE.
+      "pigdm"       the chain on the score guided with PiGDM's covariance r^2 I (`cg_steps`
+                    steps solve it where A A^T is not diagonal, at no NFE). Any linear A. 2 NFE.
+      "projection"  the chain on the score, A x_t replaced by the noised observation after
+                    each step. A with orthogonal rows of one norm (A A^T = gram I: Mask,
+                    ChannelMean, BlockAverage, FourierSampling). 1 NFE.
+      "ddrm"        DDRM's own step as the predictor, a fraction `eta` of fresh noise. A as for
+                    "projection". 1 NFE. A `predictor` other than the default is refused.
+    `predictor`, `corrector`, `snr` and `n_corrector_steps` are those of `pc_sample`; a run
+    calls the score num_steps times in the predictor, num_steps n_corrector_steps times in a
+    corrector (none for "none") and once for the final Tweedie step, so nfe is that count
+    times the cost above. Where noise_std = 0 and A has a pseudo-inverse, x is finally
+    projected onto A x = y.
+    """
+    checks.check_choice("method", method, METHODS)
+    checks.check_int("cg_steps", cg_steps, low=1)
+    checks.check_number("eta", eta, low=0.0, high=1.0)
+    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
+    predict, correct = _chain_options(predictor, corrector, snr, n_corrector_steps)
+    if method == "ddrm" and predictor != "reverse_diffusion":
+        raise ValueError(f"predictor={predictor!r} cannot be used with method='ddrm', which "
+                         f"steps by DDRM's own update: leave predictor at its default "
+                         f"'reverse_diffusion', or use method 'tweedie', 'pigdm' or 'projection'")
+    operator = _check_operator(method, operator, y, shape)
     x_shape = (y.shape[0],) + tuple(operator.in_shape)
     check_sampler_args(sde, score_fn, x_shape, key, eps=eps, denoise=True)
     s = _noise_std(sde, noise_std, y, representable=False)
@@ -321,16 +346,16 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
     k_prior, k_chain = jax.random.split(key)
     x = sde.prior_sampling(k_prior, x_shape, y.dtype)
     grid = _grid(jnp.full((x_shape[0],), sde.T, y.dtype), eps, n)
-    if method == "ddrm":
-        x, nfe = _reverse_from(sde, score_fn, x, grid, k_chain,
-                               (_ddrm_step(operator, y, s, eta), chain[1]))
-    elif method == "projection":
-        x, nfe = _reverse_from(sde, score_fn, x, grid, k_chain, chain,
-                               after=_replace_observed(sde, operator, y, s))
-    else:
+    if method in ("tweedie", "pigdm"):
         guided, cost = guided_score(sde, score_fn, y, operator, s, method=method,
                                     cg_steps=cg_steps)
-        x, nfe = _reverse_from(sde, guided, x, grid, k_chain, chain, cost=cost)
+        x, nfe = _reverse_from(sde, guided, x, grid, k_chain, (predict, correct), cost=cost)
+    elif method == "projection":
+        x, nfe = _reverse_from(sde, score_fn, x, grid, k_chain, (predict, correct),
+                               after=_replace_observed(sde, operator, y, s))
+    else:  # "ddrm"
+        x, nfe = _reverse_from(sde, score_fn, x, grid, k_chain,
+                               (_ddrm_step(operator, y, s, eta), correct))
     if operator.gram is not None:
         x = jnp.where(_noiseless(s, x), operator.project(x, y), x)
     return x, nfe

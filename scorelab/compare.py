@@ -40,6 +40,9 @@ from scorelab.progress import Progress
 from scorelab.step import make_mesh
 
 REFERENCE_SEED = 12345  # the exact draws every mixture cell is compared with
+# What names one cell, in the order of its key in results.json ("learned/vp/0/pc/10") and of
+# its samples file; the tables pool the seeds of cells equal in the other four.
+CELL_FIELDS = ("score", "variant", "seed", "sampler", "budget")
 
 # sampler name -> (function, keyword arguments for a budget of n NFE, variants it applies to:
 # None = every variant, else SDE names). NFE = steps per budget x evaluations per step + 1
@@ -105,7 +108,7 @@ def variant_config(config, name: str, seed: int):
 
 
 def _cell_key(cell) -> str:
-    return "/".join(str(cell[k]) for k in ("score", "variant", "seed", "sampler", "budget"))
+    return "/".join(str(cell[k]) for k in CELL_FIELDS)
 
 
 class Results:
@@ -360,129 +363,191 @@ def _spread(values) -> str:
     return f"{np.mean(values):.4g} ± {np.std(values, ddof=1):.2g}"
 
 
-def _groups(results):
-    """{(score, sampler, budget, variant): [cells over seeds]}."""
+def _group_key(cell) -> tuple:
+    """A cell's CELL_FIELDS but the seed, in that order: the cells of all seeds of one
+    (score, variant, sampler, budget) share it, and the tables pool them."""
+    return tuple(cell[f] for f in CELL_FIELDS if f != "seed")
+
+
+def _groups(results) -> dict:
+    """{_group_key: [cells over seeds]}, in the order of results.json."""
     out = {}
     for cell in results.cells.values():
-        out.setdefault((cell["score"], cell["sampler"], cell["budget"], cell["variant"]),
-                       []).append(cell)
+        out.setdefault(_group_key(cell), []).append(cell)
     return out
+
+
+def _quality_cell(cells, metric) -> str:
+    """One entry of a sample-quality table: the metric over seeds and the median NFE."""
+    if not cells or "skipped" in cells[0]:
+        return "n/a" if cells else ""
+    nfe = int(np.median([x["nfe"] for x in cells]))
+    return f"{_spread([x.get(metric) for x in cells])} ({nfe})"
+
+
+def _quality_table(config, results, metric) -> list[str]:
+    """results.md's section for one sample metric: a row per (score, sampler, budget), a
+    column per variant, the noise floor above it (the mixture)."""
+    c, groups = config.compare, _groups(results)
+    variants, floor = list(c.run_variants), results.runs.get("floor", {})
+    better = "higher" if metric == "classes_covered" else "lower"
+    lines = [f"## Sample quality: {metric} ({better} is better), NFE in brackets", ""]
+    if metric in floor:
+        lines += [f"Noise floor (8 sets of {c.num_samples} exact draws; for sliced W2 "
+                  f"against the cells' reference set), mean ± std: {floor[metric]:.4g} ± "
+                  f"{floor[metric + '_std']:.2g}", ""]
+    lines += ["| score | sampler | budget | " + " | ".join(variants) + " |",
+              "| --- | --- | --- | " + " | ".join("---" for _ in variants) + " |"]
+    rows = {(cell["score"], cell["sampler"], cell["budget"]) for cell in results.cells.values()}
+    for score, sampler, budget in sorted(rows, key=lambda r: (
+            r[0], list(SAMPLERS).index(r[1]), 0 if r[2] == "adaptive" else r[2])):
+        by_variant = [groups.get(_group_key(dict(score=score, variant=v, sampler=sampler,
+                                                 budget=budget)), []) for v in variants]
+        cols = [_quality_cell(cells, metric) for cells in by_variant]
+        lines.append(f"| {score} | {sampler} | {budget} | " + " | ".join(cols) + " |")
+    return lines + [""]
+
+
+def _run_facts(config, results) -> dict:
+    """{variant: [per-run facts of each seed]} (results.json's "runs")."""
+    c = config.compare
+    return {v: [results.runs.get(f"{v}_seed{s}", {}) for s in c.seeds] for v in c.run_variants}
+
+
+def _likelihood_table(config, runs) -> list[str]:
+    """results.md's likelihood section: bits/dim (images) or NLL in nats beside the exact
+    NLL and the gap (points); empty when no run measured it."""
+    key = "bpd" if any("bpd" in r for rs in runs.values() for r in rs) else "nll_nats"
+    if not any(key in r for rs in runs.values() for r in rs):
+        return []
+    nats = key == "nll_nats"
+    lines = [f"## Likelihood of {config.compare.num_likelihood} held-out examples "
+             f"({'NLL, nats' if nats else 'bits/dim'}; probability-flow ODE)", "",
+             "| variant | " + key + (" | exact | gap |" if nats else " |"),
+             "| --- | --- |" + (" --- | --- |" if nats else "")]
+    for v, rs in runs.items():
+        row = f"| {v} | {_spread([r.get(key) for r in rs])} |"
+        if nats:
+            row += (f" {_spread([r.get('exact_nll_nats') for r in rs])} |"
+                    f" {_spread([r.get('nll_gap_nats') for r in rs])} |")
+        lines.append(row)
+    return lines
+
+
+def _score_error_table(runs) -> list[str]:
+    """results.md's score-error section (the mixture): a column per t; empty without it."""
+    if not any("score_error" in r for rs in runs.values() for r in rs):
+        return []
+    times = next(r["score_error"] for rs in runs.values() for r in rs if "score_error" in r)
+    lines = ["", "## Score error E|std (s_theta - s_exact)|^2 / d by t", "",
+             "| variant | " + " | ".join(f"t = {t}" for t in times) + " |",
+             "| --- | " + " | ".join("---" for _ in times) + " |"]
+    for v, rs in runs.items():
+        lines.append(f"| {v} | " + " | ".join(
+            _spread([r.get("score_error", {}).get(t) for r in rs]) for t in times) + " |")
+    return lines
 
 
 def write_tables(config, workdir: pathlib.Path, results) -> None:
     """results.md: sample quality by sampler and budget (one column per variant), the
     likelihood and, for the mixture, the score error by t; mean ± std over seeds."""
     c = config.compare
-    variants, groups = list(c.run_variants), _groups(results)
     lines = [f"# Comparing SDEs: {config.data.name}, {config.model.name}, "
              f"{config.training.n_steps} training steps, seeds {list(c.seeds)}", ""]
-    floor = results.runs.get("floor", {})
-    rows = sorted({k[:3] for k in groups}, key=lambda k: (
-        k[0], list(SAMPLERS).index(k[1]), 0 if k[2] == "adaptive" else k[2]))
     for metric in _metrics(config):
-        better = "higher" if metric == "classes_covered" else "lower"
-        lines += [f"## Sample quality: {metric} ({better} is better), NFE in brackets", ""]
-        if metric in floor:
-            lines += [f"Noise floor (8 sets of {c.num_samples} exact draws; for sliced W2 "
-                      f"against the cells' reference set), mean ± std: {floor[metric]:.4g} ± "
-                      f"{floor[metric + '_std']:.2g}", ""]
-        lines += ["| score | sampler | budget | " + " | ".join(variants) + " |",
-                  "| --- | --- | --- | " + " | ".join("---" for _ in variants) + " |"]
-        for score, sampler, budget in rows:
-            cols = []
-            for v in variants:
-                cells = groups.get((score, sampler, budget, v), [])
-                if not cells or "skipped" in cells[0]:
-                    cols.append("n/a" if cells else "")
-                    continue
-                nfe = int(np.median([x["nfe"] for x in cells]))
-                cols.append(f"{_spread([x.get(metric) for x in cells])} ({nfe})")
-            lines.append(f"| {score} | {sampler} | {budget} | " + " | ".join(cols) + " |")
-        lines.append("")
-    runs = {v: [results.runs.get(f"{v}_seed{s}", {}) for s in c.seeds] for v in variants}
-    key = "bpd" if any("bpd" in r for rs in runs.values() for r in rs) else "nll_nats"
-    if any(key in r for rs in runs.values() for r in rs):
-        lines += [f"## Likelihood of {c.num_likelihood} held-out examples "
-                  f"({'bits/dim' if key == 'bpd' else 'NLL, nats'}; probability-flow ODE)", "",
-                  "| variant | " + key + (" | exact | gap |" if key == "nll_nats" else " |"),
-                  "| --- | --- |" + (" --- | --- |" if key == "nll_nats" else "")]
-        for v, rs in runs.items():
-            row = f"| {v} | {_spread([r.get(key) for r in rs])} |"
-            if key == "nll_nats":
-                row += (f" {_spread([r.get('exact_nll_nats') for r in rs])} |"
-                        f" {_spread([r.get('nll_gap_nats') for r in rs])} |")
-            lines.append(row)
-    if any("score_error" in r for rs in runs.values() for r in rs):
-        times = next(r["score_error"] for rs in runs.values() for r in rs if "score_error" in r)
-        lines += ["", "## Score error E|std (s_theta - s_exact)|^2 / d by t", "",
-                  "| variant | " + " | ".join(f"t = {t}" for t in times) + " |",
-                  "| --- | " + " | ".join("---" for _ in times) + " |"]
-        for v, rs in runs.items():
-            lines.append(f"| {v} | " + " | ".join(
-                _spread([r.get("score_error", {}).get(t) for r in rs]) for t in times) + " |")
+        lines += _quality_table(config, results, metric)
+    runs = _run_facts(config, results)
+    lines += _likelihood_table(config, runs) + _score_error_table(runs)
     (workdir / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def write_plots(config, workdir: pathlib.Path, results) -> None:
-    """loss_curves.png, quality_vs_nfe.png, likelihood.png and samples.png."""
+def _pyplot():
+    """matplotlib.pyplot drawing to files only (no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scorelab.pictures import image_grid
-    from scorelab.data import to_uint8
+    return plt
 
-    c, metric, groups = config.compare, _metrics(config)[0], _groups(results)
-    colours = {v: f"C{i}" for i, v in enumerate(c.run_variants)}
 
-    fig, ax = plt.subplots(figsize=(6, 4))  # training loss per variant, mean over seeds
+def _save(fig, path: pathlib.Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def _mean_loss_curve(workdir, variant, seeds):
+    """(steps, training loss averaged over seeds) from the runs' metrics.jsonl, cut to the
+    shortest run; None when the first seed's run logged no loss."""
+    curves = []
+    for seed in seeds:
+        path = run_dir(workdir, variant, seed) / "metrics.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()] \
+            if path.is_file() else []
+        curves.append([(r["step"], r["loss"]) for r in rows if "loss" in r])
+    if not (curves and curves[0]):
+        return None
+    n = min(len(cv) for cv in curves)
+    steps = [p[0] for p in curves[0][:n]]
+    return steps, np.mean([[p[1] for p in cv[:n]] for cv in curves], 0)
+
+
+def _plot_loss_curves(config, workdir, colours) -> None:
+    """loss_curves.png: training loss per variant, mean over seeds."""
+    c = config.compare
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
     for v in c.run_variants:
-        curves = []
-        for seed in c.seeds:
-            path = run_dir(workdir, v, seed) / "metrics.jsonl"
-            rows = [json.loads(line) for line in path.read_text().splitlines()] \
-                if path.is_file() else []
-            curves.append([(r["step"], r["loss"]) for r in rows if "loss" in r])
-        if curves and curves[0]:
-            n = min(len(cv) for cv in curves)
-            steps = [p[0] for p in curves[0][:n]]
-            ax.plot(steps, np.mean([[p[1] for p in cv[:n]] for cv in curves], 0), label=v,
-                    color=colours[v])
+        curve = _mean_loss_curve(workdir, v, c.seeds)
+        if curve is not None:
+            ax.plot(*curve, label=v, color=colours[v])
     ax.set(xlabel="step", ylabel="training loss", yscale="log", title="Training loss")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(workdir / "loss_curves.png", dpi=110)
-    plt.close(fig)
+    _save(fig, workdir / "loss_curves.png")
 
-    samplers = [s for s in c.samplers if any(k[1] == s for k in groups)]
+
+def _quality_points(groups, metric, **fields) -> list:
+    """Sorted (median NFE, mean metric over seeds) of the groups of one (score, sampler,
+    variant), one point per budget; skipped cells left out."""
+    return sorted((np.median([x["nfe"] for x in cells]),
+                   np.mean([x.get(metric, np.nan) for x in cells]))
+                  for cells in groups.values()
+                  if all(cells[0][f] == value for f, value in fields.items())
+                  and "skipped" not in cells[0])
+
+
+def _plot_quality_vs_nfe(config, workdir, results, colours) -> None:
+    """quality_vs_nfe.png: the first sample metric against NFE, a panel per sampler, learned
+    (solid) and exact (dashed) scores per variant, the noise floor dotted."""
+    c, metric, groups = config.compare, _metrics(config)[0], _groups(results)
+    samplers = [s for s in c.samplers if any(cells[0]["sampler"] == s
+                                             for cells in groups.values())]
     cols = min(4, len(samplers))
-    fig, axes = plt.subplots(-(-len(samplers) // cols), cols, figsize=(3.4 * cols, 2.8 * -(
-        -len(samplers) // cols)), squeeze=False)
+    rows = -(-len(samplers) // cols)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
     floor = results.runs.get("floor", {}).get(metric)
     for ax, sampler in zip(axes.flat, samplers):
         for v in c.run_variants:
             for score, style in (("learned", "o-"), ("exact", "x--")):
-                pts = sorted((np.median([x["nfe"] for x in cells]),
-                              np.mean([x.get(metric, np.nan) for x in cells]))
-                             for (sc, sa, _, va), cells in groups.items()
-                             if sc == score and sa == sampler and va == v
-                             and "skipped" not in cells[0])
+                pts = _quality_points(groups, metric, score=score, sampler=sampler, variant=v)
                 if pts:
                     ax.plot(*zip(*pts), style, color=colours[v], ms=3,
                             label=v if score == "learned" else f"{v} (exact score)")
         if floor is not None:
-            ax.axhline(floor, color="grey", lw=0.8, ls=":")  # the noise floor
+            ax.axhline(floor, color="grey", lw=0.8, ls=":")
         ax.set(xscale="log", yscale="log", title=sampler, xlabel="NFE")
         ax.title.set_fontsize(9)
     for ax in list(axes.flat)[len(samplers):]:
         ax.axis("off")
     axes.flat[0].set_ylabel(metric)
     axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(workdir / "quality_vs_nfe.png", dpi=110)
-    plt.close(fig)
+    _save(fig, workdir / "quality_vs_nfe.png")
 
+
+def _plot_likelihood(config, workdir, results, colours) -> None:
+    """likelihood.png: held-out bits/dim or NLL per variant (bar: mean, error: std over
+    seeds), the exact mixture's NLL dashed."""
+    c = config.compare
     key = "bpd" if any("bpd" in r for r in results.runs.values()) else "nll_nats"
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _pyplot().subplots(figsize=(5, 3.2))
     for i, v in enumerate(c.run_variants):
         vals = [results.runs.get(f"{v}_seed{s}", {}).get(key) for s in c.seeds]
         vals = [x for x in vals if x is not None]
@@ -495,11 +560,16 @@ def write_plots(config, workdir: pathlib.Path, results) -> None:
         ax.legend(fontsize=8)
     ax.set_xticks(range(len(c.run_variants)), list(c.run_variants))
     ax.set(ylabel="bits/dim" if key == "bpd" else "NLL (nats)", title="Held-out likelihood")
-    fig.tight_layout()
-    fig.savefig(workdir / "likelihood.png", dpi=110)
-    plt.close(fig)
+    _save(fig, workdir / "likelihood.png")
 
-    # samples side by side: each variant's first seed, the grid sampler at the largest budget
+
+def _plot_samples(config, workdir, colours) -> None:
+    """samples.png: each variant's first seed side by side, drawn by the grid sampler at the
+    largest budget (points or an image grid); not written when no samples were saved."""
+    from scorelab.data import to_uint8
+    from scorelab.pictures import image_grid
+
+    c = config.compare
     grid = c.grid_sampler if c.grid_sampler in c.samplers else next(
         (s for s in c.samplers if SAMPLERS[s][1]), c.samplers[0])
     budget = max(c.budgets) if SAMPLERS[grid][1] else "adaptive"
@@ -507,18 +577,28 @@ def write_plots(config, workdir: pathlib.Path, results) -> None:
                                             sampler=grid, budget=budget))
              for v in c.run_variants}
     shown = [(v, np.load(f)) for v, f in files.items() if f.is_file()]
-    if shown:
-        fig, axes = plt.subplots(1, len(shown), figsize=(2.4 * len(shown), 2.6), squeeze=False)
-        for ax, (v, x) in zip(axes[0], shown):
-            if x.ndim == 2:
-                ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5, color=colours[v])
-                ax.set(xlim=(-4, 4), ylim=(-3, 4), aspect="equal")
-            else:
-                ax.imshow(image_grid(to_uint8(x[:36], centered=config.data.centered),
-                                     fill=255).squeeze(), cmap="gray")
-            ax.set_title(f"{v}: {grid}, {budget} NFE", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.tight_layout()
-        fig.savefig(workdir / "samples.png", dpi=110)
-        plt.close(fig)
+    if not shown:
+        return
+    fig, axes = _pyplot().subplots(1, len(shown), figsize=(2.4 * len(shown), 2.6),
+                                   squeeze=False)
+    for ax, (v, x) in zip(axes[0], shown):
+        if x.ndim == 2:
+            ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5, color=colours[v])
+            ax.set(xlim=(-4, 4), ylim=(-3, 4), aspect="equal")
+        else:
+            ax.imshow(image_grid(to_uint8(x[:36], centered=config.data.centered),
+                                 fill=255).squeeze(), cmap="gray")
+        ax.set_title(f"{v}: {grid}, {budget} NFE", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _save(fig, workdir / "samples.png")
+
+
+def write_plots(config, workdir: pathlib.Path, results) -> None:
+    """loss_curves.png, quality_vs_nfe.png, likelihood.png and samples.png; each variant keeps
+    one colour in all four."""
+    colours = {v: f"C{i}" for i, v in enumerate(config.compare.run_variants)}
+    _plot_loss_curves(config, workdir, colours)
+    _plot_quality_vs_nfe(config, workdir, results, colours)
+    _plot_likelihood(config, workdir, results, colours)
+    _plot_samples(config, workdir, colours)

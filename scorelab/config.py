@@ -1,4 +1,5 @@
-"""Config checks that need nothing built, and the upgrade of run configs saved by v0.1.
+"""Config checks that need nothing built, and the upgrade of run configs saved by older
+versions (v0.1 on) to today's layout.
 
 Everything in `scorelab` that reads a config takes the `ml_collections.ConfigDict` of
 `configs/default.py` (or a file built on it); the library (`sde`, `samplers`, `models`) never
@@ -45,28 +46,35 @@ _V01_UNET = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "
              "progressive_input", "init_scale")
 
 
-# Fields added since v0.1, with the value that reproduces a run saved without them.
-_ADDED = {("training", "precision"): "float32",  # field path -> value of runs saved before it
-          ("model", "label_dropout"): 0.0,
-          ("model", "ema_warmup"): False,
-          ("model", "classifier"): dict(nf=32, ch_mult=[1, 2], num_res_blocks=1, dropout=0.1,
-                                        embedding_type="positional", fourier_scale=16.0),
-          ("sampling", "pc", "time_grid"): "uniform",
-          ("sampling", "sde", "time_grid"): "uniform",
-          ("sampling", "ode", "time_grid"): "uniform",
-          ("model", "ncsnpp", "conditional"): True,
-          ("model", "ncsnpp", "norm_groups"): None}
+# Every field added to configs/default.py since v0.1: dotted path -> the value that reproduces
+# a run saved without it. Adding a field is its line in default.py and its entry here;
+# tests/test_layout.py fails, naming the field, when an entry is missing.
+_ADDED = {
+    "training.precision": "float32",
+    "model.label_dropout": 0.0,
+    "model.ema_warmup": False,  # the plain EMA
+    "model.classifier": dict(nf=32, ch_mult=[1, 2], num_res_blocks=1, dropout=0.1,
+                             embedding_type="positional", fourier_scale=16.0),
+    "sampling.pc.time_grid": "uniform",
+    "sampling.sde.time_grid": "uniform",
+    "sampling.ode.time_grid": "uniform",
+    "model.ncsnpp.conditional": True,
+    "model.ncsnpp.norm_groups": None,
+}
 
 
 def upgrade(saved: dict) -> dict:
-    """A run config as saved in `config.json`, in today's layout (v0.1 files are converted:
-    same network, same sampler, same evaluation); today's files come back unchanged."""
+    """A run config as saved in `config.json`, in today's layout: v0.1's flat layout is
+    converted, and each field of _ADDED that the file lacks gets the value runs had
+    before it (same network, same sampler, same evaluation); today's files come back
+    unchanged."""
     new = _from_v01(saved) if "ncsnpp" not in saved["model"] else copy.deepcopy(saved)
-    for (*sections, name), value in _ADDED.items():
+    for path, value in _ADDED.items():
+        *sections, name = path.split(".")
         parent = new
         for section in sections:
             parent = parent[section]
-        parent.setdefault(name, value)
+        parent.setdefault(name, copy.deepcopy(value))  # the table's dicts stay unshared
     return new
 
 

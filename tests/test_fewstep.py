@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from samplers import FEW_STEP_SOLVERS, TIME_GRIDS, ode_sample, pc_sample, sde_sample, time_grid
+from samplers.fewstep import _MULTISTEP
 from sde import VESDE, VPSDE, GaussianMixture, subVPSDE
 from sde.base import SDE, register_sde
 
@@ -74,6 +75,15 @@ def test_few_step_solvers_converge_at_their_order(name, solver, x64):
     assert np.all(order > expected - 0.25), (errors, order)
     if expected < 3:  # 3M (3M-PC) converge faster than third (fourth) order on Gaussian data
         assert np.all(order < expected + 0.25), (errors, order)
+
+
+def test_multistep_settings_give_the_stated_order():
+    """Each multistep solver's predictor interpolates `points` evaluations of D (order
+    points); its corrector adds one order."""
+    assert set(_MULTISTEP) == set(FEW_STEP_SOLVERS) - {"edm_heun"}
+    for solver, run in _MULTISTEP.items():
+        assert 1 <= run["points"] <= 3, solver  # the predictor sees D_i and two before
+        assert FEW_STEP_SOLVERS[solver].order == run["points"] + run["correct"], solver
 
 
 def test_ddim_step_is_the_denoiser_update(x64):

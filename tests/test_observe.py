@@ -287,6 +287,38 @@ def test_fourier_reconstruction_is_closer_to_the_exact_posterior_mean_than_zero_
     assert rms(x) < (1.6 * rms(mean) if method == "tweedie" else 0.9 * zero_filled)
 
 
+@pytest.mark.parametrize("method, cost", [("tweedie", 3 + 2), ("pigdm", 2), ("projection", 1),
+                                          ("ddrm", 1)])
+def test_solve_inverse_counts_the_cost_its_docstring_states(method, cost, mixture):
+    """nfe = cost per score call x (num_steps predictor calls + num_steps n_corrector_steps
+    corrector calls + the final Tweedie step)."""
+    sde, op = VPSDE(N=50), Mask.create(jnp.array([True, False]))
+    y = op(mixture.sample(jax.random.key(0), 4))
+    for corrector, calls in (("none", 5 + 1), ("langevin", 5 + 5 * 2 + 1)):
+        _, nfe = solve_inverse(sde, mixture.score_fn(sde), y, op, 0.1, jax.random.key(1),
+                               method=method, num_steps=5, cg_steps=3, corrector=corrector,
+                               n_corrector_steps=2)
+        assert int(nfe) == cost * calls, (method, corrector)
+
+
+def test_ddrm_refuses_a_predictor_it_would_not_use(mixture):
+    """DDRM's step is its predictor: another predictor would be silently dropped."""
+    sde, op = VPSDE(N=50), Mask.create(jnp.array([True, False]))
+    y, score = op(mixture.sample(jax.random.key(0), 2)), mixture.score_fn(sde)
+    with pytest.raises(ValueError, match="predictor='euler_maruyama' cannot be used with "
+                                         "method='ddrm'.*leave predictor at its default "
+                                         "'reverse_diffusion'"):
+        solve_inverse(sde, score, y, op, 0.1, jax.random.key(1), method="ddrm",
+                      predictor="euler_maruyama")
+    with pytest.raises(ValueError, match="predictor='ancestral' cannot be used"):
+        inpaint(sde, score, y, jnp.array([True, False]), jax.random.key(1), method="ddrm",
+                predictor="ancestral")
+    run = lambda **kw: solve_inverse(sde, score, y, op, 0.1, jax.random.key(1), method="ddrm",
+                                     num_steps=5, **kw)[0]
+    default, named = run(), run(predictor="reverse_diffusion")
+    np.testing.assert_array_equal(named, default)
+
+
 # ---- SDEdit and guidance ----
 
 def test_editing_exact_samples_keeps_the_data_distribution_and_small_edits_stay_close(mixture):
