@@ -4,6 +4,7 @@ by a classifier run)."""
 import json
 import math
 import pathlib
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,39 +61,49 @@ def sample(workdir: pathlib.Path, *, method: str, num: int, seed: int, out: str,
     enable_compilation_cache()
     mesh = make_mesh()
     config, run, state, step = restore(workdir, mesh, method=method)
-    score_of, params, labels_of, how = conditioning(config, run, state, mesh, label=label,
-                                                    guidance=guidance, classifier=classifier)
+    cond = conditioning(config, run, state, mesh, label=label, guidance=guidance,
+                        classifier=classifier)
     sample_fn = make_sample_fn(config, run.model, run.sde, num, run.dataset.data_shape, mesh,
-                               score_of=score_of)
-    x, nfe = sample_fn(params, jax.random.key(seed))
+                               score_of=cond.score_of)
+    x, nfe = sample_fn(cond.params, jax.random.key(seed))
     name = f"sample_step_{step}_{config.sampling.method}" + (
-        f"_class_{label or 'all'}_guidance_{how['guidance']:g}" if labels_of else "")
+        f"_class_{label or 'all'}_guidance_{cond.how['guidance']:g}" if cond.labels_of else "")
     target = pathlib.Path(out) if out else workdir / "samples" / name
     x = to_host(x)
-    # `nfe` counts score evaluations (the library's meaning); a classifier-free guided one
-    # costs two calls of the network, a classifier-guided one adds the classifier's gradient.
-    per_evaluation = 2 if how.get("method") == "classifier-free guidance" else 1
+    # `nfe` counts score evaluations (the library's meaning), not network calls.
     figures = {"step": step, "num": num, "sampler": config.sampling.method, "nfe": int(nfe),
-               "network_calls": per_evaluation * int(nfe), **how}
-    if how.get("method") == "classifier guidance":
-        figures["classifier_gradient_calls"] = int(nfe)
-    if labels_of and "digit_classifier" in run.dataset.metrics:
-        figures["class_accuracy"] = class_accuracy(x, labels_of(num), run.dataset,
+               "network_calls": cond.network_calls * int(nfe), **cond.how}
+    if cond.classifier_calls:
+        figures["classifier_gradient_calls"] = cond.classifier_calls * int(nfe)
+    if cond.labels_of and "digit_classifier" in run.dataset.metrics:
+        figures["class_accuracy"] = class_accuracy(x, cond.labels_of(num), run.dataset,
                                                    centered=config.data.centered)
     if distributed.is_writer():
         save_samples(x, target, is_image=run.dataset.is_image, centered=config.data.centered)
         target.with_suffix(".json").write_text(json.dumps(figures, indent=1))
         accuracy = (f", class accuracy {figures['class_accuracy']:.3f}"
                     if "class_accuracy" in figures else "")
-        calls = (f", {figures['network_calls']} network calls" if per_evaluation > 1 else "")
+        calls = (f", {figures['network_calls']} network calls" if cond.network_calls > 1
+                 else "")
         print(f"{num} samples from step {step} with {config.sampling.method} (NFE {int(nfe)}"
               f"{calls}{accuracy}): {target}.npz, {target}.png")
     return target
 
 
+class Conditioning(NamedTuple):
+    """How `sample` draws from a run: `score_of(params, n)` is the score function of n draws
+    (None: the run's own, unconditional), called with `params`."""
+    score_of: Callable | None
+    params: Any  # the run's EMA parameters; under classifier guidance (those, the classifier's)
+    labels_of: Callable | None  # labels_of(n): the class of each of n draws; None: no classes
+    how: dict  # what was drawn, for the results' JSON
+    network_calls: int = 1  # score-network calls per score evaluation
+    classifier_calls: int = 0  # classifier gradients per score evaluation
+
+
 def conditioning(config, run, state, mesh, *, label: str, guidance: float | None,
-                 classifier: str):
-    """(score_of(params, n), params, labels_of(n) or None, a description for the results).
+                 classifier: str) -> Conditioning:
+    """The `Conditioning` that `label`, `guidance` and `classifier` ask of this run:
 
     - A class-conditional run samples `label` (default: the classes in turn). Trained with
       label dropout, its score is classifier-free guided with scale `guidance` (default 1, the
@@ -108,7 +119,7 @@ def conditioning(config, run, state, mesh, *, label: str, guidance: float | None
             raise ConfigError("--class and --guidance need a class-conditional run or "
                               "--classifier=WORKDIR (a classifier run, e.g. trained with "
                               "configs/digits_classifier.py); this run is unconditional")
-        return None, state.ema_params, None, {}
+        return Conditioning(None, state.ema_params, None, {})
     if cond and classifier:
         raise ConfigError("--classifier guides an unconditional run; this run is "
                           "class-conditional (its own guidance is --guidance, when it was "
@@ -131,18 +142,21 @@ def conditioning(config, run, state, mesh, *, label: str, guidance: float | None
         logits = logits_fn_for(c_config, c_run.model, c_run.sde)
         score_of = lambda params, n: classifier_guidance(
             score(params[0]), class_log_prob(logits, params[1], labels_of(n)), scale)
-        return score_of, (state.ema_params, c_state.ema_params), labels_of, {
-            **how, "method": "classifier guidance", "classifier": str(classifier)}
+        return Conditioning(score_of, (state.ema_params, c_state.ema_params), labels_of, {
+            **how, "method": "classifier guidance", "classifier": str(classifier)},
+            classifier_calls=1)
     if scale == 1.0:
         score_of = lambda params, n: score(params, labels_of(n))
-        return score_of, state.ema_params, labels_of, {**how, "method": "conditional score"}
+        return Conditioning(score_of, state.ema_params, labels_of,
+                            {**how, "method": "conditional score"})
     if not config.model.label_dropout:
         raise ConfigError(f"--guidance={guidance}: this run was trained without label dropout "
                           f"(model.label_dropout=0), so it has no unconditional score to guide "
                           f"with; only --guidance=1 (the conditional score) is possible")
     score_of = lambda params, n: classifier_free_guidance(
         score(params, labels_of(n)), score(params, jnp.full((n,), null_label(config))), scale)
-    return score_of, state.ema_params, labels_of, {**how, "method": "classifier-free guidance"}
+    return Conditioning(score_of, state.ema_params, labels_of,
+                        {**how, "method": "classifier-free guidance"}, network_calls=2)
 
 
 def check_classifier(config, run, c_config, c_run, path) -> None:

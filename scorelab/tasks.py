@@ -11,6 +11,7 @@ images and converted to the model's data space.
 import json
 import pathlib
 import time
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -130,38 +131,45 @@ def _method_for(operator, method: str) -> str:
     return "ddrm" if operator.gram is not None else "tweedie"
 
 
+class Observed(NamedTuple):
+    """A task's observation of images x0 and how to condition on it."""
+    draw: Callable  # draw(sde, score) -> (draws, nfe): samples of p(x0 | observation)
+    shown: jax.Array  # the observation as images, for the figure
+    mean: Callable | None  # mean(sde, score) -> (E[x0 | observation], nfe); denoising only
+    method: str  # the conditioning method run ("exact start" for denoising)
+
+
 def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps,
-            method=DEFAULT_METHOD):
-    """(call(sde, score) -> draws, nfe; the observation shown as an image; a posterior-mean call
-    or None; the method run) for model-space images x0 and the noise std in model units;
+            method=DEFAULT_METHOD) -> Observed:
+    """`task`'s observation of the model-space images x0, the noise std in model units;
     `method` is `solve_inverse`'s or "auto" (`_method_for`); denoising uses its exact start."""
     shape, steps = x0.shape, {"num_steps": num_steps}
     if task == "complete":
         m = jnp.asarray(make_mask(mask, shape, seed))
         method = _method_for(Mask.create(m, shape[1:]), method)
-        return ((lambda sde, s: inpaint(sde, s, x0, m, key, method=method, **steps)),
-                jnp.where(m, x0, 0.0), None, method)
+        return Observed(lambda sde, s: inpaint(sde, s, x0, m, key, method=method, **steps),
+                        jnp.where(m, x0, 0.0), None, method)
     if task == "super-resolve":
         if shape[1] % factor or shape[2] % factor:
             raise ConfigError(f"--factor={factor} must divide the image size {shape[1:3]}")
         op = BlockAverage.create(shape[1:], factor)
         low, method = op(x0), _method_for(op, method)
-        return ((lambda sde, s: super_resolve(sde, s, low, key, factor=factor, method=method,
-                                              **steps)),
-                jnp.repeat(jnp.repeat(low, factor, 1), factor, 2), None, method)
+        return Observed(lambda sde, s: super_resolve(sde, s, low, key, factor=factor,
+                                                     method=method, **steps),
+                        jnp.repeat(jnp.repeat(low, factor, 1), factor, 2), None, method)
     if task == "colorize":
         if shape[-1] != 3:
             raise ConfigError(f"colorize needs colour images, this run's have {shape[-1]} "
                               f"channel(s)")
         op = ChannelMean.create(shape[1:])
         gray, method = op(x0), _method_for(op, method)
-        return ((lambda sde, s: colorize(sde, s, gray, key, method=method, **steps)),
-                jnp.repeat(gray, 3, -1), None, method)
+        return Observed(lambda sde, s: colorize(sde, s, gray, key, method=method, **steps),
+                        jnp.repeat(gray, 3, -1), None, method)
     k_noise, _ = jax.random.split(jax.random.fold_in(key, 1))
     if task == "denoise":
         y = x0 + noise_std * jax.random.normal(k_noise, shape)
-        return ((lambda sde, s: denoise(sde, s, y, noise_std, key, **steps)), y,
-                lambda sde, s: posterior_mean(sde, s, y, noise_std), "exact start")
+        return Observed(lambda sde, s: denoise(sde, s, y, noise_std, key, **steps), y,
+                        lambda sde, s: posterior_mean(sde, s, y, noise_std), "exact start")
     kind, number = parse_operator(operator)
     op = {"blur": lambda: GaussianBlur.create(shape[1:], number),
           "fourier": lambda: FourierSampling.create(shape[1:], number, seed),
@@ -171,8 +179,9 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
     shown = (y if op.out_shape == shape[1:] else op.pinv(y) if op.gram is not None
              else op.adjoint(y))
     method = _method_for(op, method)
-    return ((lambda sde, s: solve_inverse(sde, s, y, op, noise_std, key, method=method, **steps)),
-            shown, None, method)
+    return Observed(lambda sde, s: solve_inverse(sde, s, y, op, noise_std, key, method=method,
+                                                 **steps),
+                    shown, None, method)
 
 
 def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, out: str = "",

@@ -130,10 +130,11 @@ def test_classifier_free_guidance_of_one_network(cfg_run):
     guided = {w: conditioning(config, run, state, mesh, label="3", guidance=w, classifier="")
               for w in (0.0, 1.0, 2.0)}
     for w, reference in ((0.0, 10), (1.0, 3)):
-        score_of, params, labels_of, how = guided[w]
-        np.testing.assert_array_equal(draw(score_of, params), draw(score(reference), params))
-    score_of, params, labels_of, how = guided[2.0]
+        g = guided[w]
+        np.testing.assert_array_equal(draw(g.score_of, g.params), draw(score(reference), g.params))
+    score_of, params, labels_of, how, calls, _ = guided[2.0]
     assert how["method"] == "classifier-free guidance" and list(labels_of(3)) == [3, 3, 3]
+    assert (guided[1.0].network_calls, calls) == (1, 2)  # the conditional score alone: one call
     x = jax.random.normal(jax.random.key(0), (8, 8, 8, 1))
     t = jnp.linspace(0.1, 0.9, 8)
     cond, uncond = score(3)(params, 8)(x, t), score(10)(params, 8)(x, t)
@@ -174,9 +175,10 @@ def test_classifier_guidance_by_a_classifier_run(classifier_workdir):
     run = build(config)
     state = perturbed_state(config, run)
     mesh = make_mesh()
-    score_of, params, labels_of, how = conditioning(
+    score_of, params, labels_of, how, calls, gradients = conditioning(
         config, run, state, mesh, label="all", guidance=2.0, classifier=str(classifier_workdir))
     assert how["method"] == "classifier guidance" and list(labels_of(12)[9:]) == [9, 0, 1]
+    assert (calls, gradients) == (1, 1)
     c_config = tiny(digits_classifier.get_config())
     c_run = build(c_config)
     logits_fn = logits_fn_for(c_config, c_run.model, c_run.sde)
@@ -213,6 +215,7 @@ def test_sample_one_class_through_the_command_line(conditional_workdir):
     stem = conditional_workdir / "samples" / "sample_step_2_ode_class_7_guidance_1"
     figures = json.loads(stem.with_suffix(".json").read_text())
     assert figures["method"] == "conditional score" and figures["classes"] == "7"
+    assert figures["network_calls"] == figures["nfe"] > 0  # one network call per evaluation
     samples = np.load(stem.with_suffix(".npz"))["samples"]
     assert samples.shape == (8, 8, 8, 1)
     # After 2 training steps the draws are noise to the digit classifier (it reads 1 of these 8

@@ -75,9 +75,9 @@ def test_auto_method_is_ddrm_where_the_rows_are_orthonormal(task, operator, meth
     options = dict(mask="center", factor=2, noise_std=0.1, operator=operator, seed=0,
                    num_steps=2)
     x0, key = jnp.zeros((2, 8, 8, 1)), jax.random.key(0)
-    assert observe(task, x0, key, method="auto", **options)[-1] == method
+    assert observe(task, x0, key, method="auto", **options).method == method
     if task != "denoise":
-        assert observe(task, x0, key, method="pigdm", **options)[-1] == "pigdm"
+        assert observe(task, x0, key, method="pigdm", **options).method == "pigdm"
 
 
 @pytest.mark.parametrize("task, options, message", [
