@@ -42,8 +42,8 @@ def get_config():
     # the conditional and the unconditional score (classifier-free guidance).
     model.label_dropout = 0.0
     # The U-Net's attributes (models/unet.py; every one is listed, at the DDPM++ cont. values
-    # unless set here): a 180k-parameter DDPM++ for 8x8 images, about 80 ms a step on 2 CPU
-    # cores. The paper's CIFAR-10 networks are in configs/cifar10_*.py.
+    # unless set here): a 180k-parameter DDPM++ for 8x8 images (its step time:
+    # docs/benchmarks.md#training). The paper's CIFAR-10 networks are in configs/cifar10_*.py.
     model.ncsnpp = ml_collections.ConfigDict(unet.ddpmpp_config(
         nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
     # The MLP's attributes (models/mlp.py), used when model.name == "mlp".

@@ -1,6 +1,6 @@
 """28x28 MNIST digits (the 5,000 bundled) with a small DDPM++ of three levels (28, 14, 7): enough
-pixels for Fourier undersampling (`train.py reconstruct --operator=fourier:0.25`). About 0.65 s a
-step on 2 CPU cores (27 minutes in all)."""
+pixels for Fourier undersampling (`train.py reconstruct --operator=fourier:0.25`). Its training
+time and results: docs/observations.md#denoising-beside-classical-denoisers."""
 from configs import default
 
 

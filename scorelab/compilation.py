@@ -2,7 +2,7 @@
 
 Compiled programs are stored under a user-level directory and reused by later processes with the
 same program, shapes, devices and JAX version, so a second run (or a re-run test suite) skips
-XLA compilation (the default U-Net's train step: 13.6 s cold, 3.1 s warm on 2 CPU cores).
+XLA compilation (docs/benchmarks.md#training has the default U-Net's train step cold and warm).
 
     SCORELAB_COMPILATION_CACHE unset     ~/.cache/score_sde_jax/xla
     SCORELAB_COMPILATION_CACHE=<dir>     that directory
@@ -31,7 +31,6 @@ def enable_compilation_cache() -> pathlib.Path | None:
         return pathlib.Path(jax.config.jax_compilation_cache_dir)
     path = pathlib.Path(setting).expanduser() if setting else DEFAULT
     jax.config.update("jax_compilation_cache_dir", str(path))
-    # Most of this project's programs compile in 0.2-20 s; JAX's default threshold of 1 s
-    # would leave the many small ones out.
+    # JAX's default threshold of 1 s would leave this project's many small programs out.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     return path

@@ -194,7 +194,7 @@ def test_an_imported_run_scores_as_score_sde_does(imported):
     workdir, _, _, stored = imported
     config, run, state, step = restore(workdir, make_mesh())
     assert step == 1300 and config.model.parameterization == "score_sde"
-    score_fn = score_fn_for(config, run.model, run.sde)
+    score_fn = jax.jit(score_fn_for(config, run.model, run.sde))  # one program, both params
     x, t = jnp.asarray(stored["x"]), jnp.asarray(stored["t"])
     for params, key in ((state.ema_params, "score_ema"), (state.params, "score_raw")):
         assert relative_errors(score_fn(params, x, t), stored[key]).max() < TOLERANCE
