@@ -8,7 +8,8 @@ XLA compilation (docs/benchmarks.md#training has the default U-Net's train step 
     SCORELAB_COMPILATION_CACHE=<dir>     that directory
     SCORELAB_COMPILATION_CACHE=off (or 0, or empty)   no persistent cache
 
-The directory only grows; deleting it at any time is safe (programs are compiled again).
+The directory holds at most 4 GiB (the least recently read programs go first); deleting it at
+any time is safe (programs are compiled again).
 """
 import os
 import pathlib
@@ -18,6 +19,7 @@ import jax
 ENV = "SCORELAB_COMPILATION_CACHE"
 DEFAULT = pathlib.Path.home() / ".cache" / "score_sde_jax" / "xla"
 OFF = ("", "0", "off", "false", "no")
+MAX_BYTES = 4 * 2**30
 
 
 def enable_compilation_cache() -> pathlib.Path | None:
@@ -31,6 +33,12 @@ def enable_compilation_cache() -> pathlib.Path | None:
         return pathlib.Path(jax.config.jax_compilation_cache_dir)
     path = pathlib.Path(setting).expanduser() if setting else DEFAULT
     jax.config.update("jax_compilation_cache_dir", str(path))
+    # A bounded cache is one JAX guards with a file lock around every read and write (the
+    # filelock package). Unbounded, it writes entries in place and reads them unlocked, so a
+    # process can load an entry that another is still writing (several runs of one config side
+    # by side, the test suite's two workers; a suite worker once died without a word, which
+    # this would explain). Past MAX_BYTES the least recently read entries go first.
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     # JAX's default threshold of 1 s would leave this project's many small programs out.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     return path

@@ -28,6 +28,8 @@ def test_second_process_reads_the_cache_and_off_means_off(tmp_path):
     cache = tmp_path / "xla"
     path, cold = run({"SCORELAB_COMPILATION_CACHE": str(cache)})
     assert path == str(cache) and any(cache.iterdir())
+    # bounded, so JAX locks the directory around each read and write (scorelab.compilation)
+    assert (cache / ".lockfile").exists()
     _, warm = run({"SCORELAB_COMPILATION_CACHE": str(cache)})
     assert warm < cold / 2, (cold, warm)
     path, _ = run({"SCORELAB_COMPILATION_CACHE": "off"})
