@@ -24,7 +24,7 @@ from scorelab.config import ConfigError
 from scorelab.distributed import LaunchError, check_launch
 from scorelab.loop import train
 from scorelab.step import make_mesh
-from tests.test_reliability import CLI_ARGS, cli_config
+from tests.test_reliability import CLI_ARGS, cli_config, steps_on_disk
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEARTBEAT_S = 5
@@ -74,10 +74,6 @@ def lines(workdir):
 
 def losses(workdir):
     return {ln["step"]: ln["loss"] for ln in lines(workdir) if "loss" in ln}
-
-
-def steps_on_disk(workdir):
-    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
 def wait_for(condition, procs, timeout=120):

@@ -50,6 +50,11 @@ def cli_config(n_steps):
     return config
 
 
+def steps_on_disk(workdir) -> list[int]:
+    """The steps of the finished checkpoints in `workdir`, oldest first."""
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
 def start(workdir, n_steps):
     """train.py in a subprocess, on the same 4 CPU devices as this process (XLA_FLAGS)."""
     return subprocess.Popen([sys.executable, "train.py", f"--workdir={workdir}", *CLI_ARGS,
@@ -73,8 +78,8 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
         assert proc.poll() is None, "the run ended before it was killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        saved = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
-        assert max(saved, default=0) < n_steps, "killed after its last step: nothing was interrupted"
+        saved = steps_on_disk(tmp_path)
+        assert max(saved, default=0) < n_steps, "killed after its last step: nothing interrupted"
     proc = start(tmp_path, n_steps)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
