@@ -15,7 +15,7 @@ from jax.sharding import PartitionSpec as P
 
 from configs import default, toy_vp
 from models.score import bind
-from scorelab import data
+from scorelab import data, step
 from scorelab.build import MODELS, build_model, build_objective, build_optimizer, build_sde, \
     score_fn_for
 from scorelab.data import toy
@@ -280,6 +280,21 @@ def test_bfloat16_step_is_finite_and_keeps_float32_state(name):
         losses[precision] = float(metrics["loss"])
     assert losses["bfloat16"] != losses["float32"]  # it did compute in bfloat16
     assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=0.05)
+
+
+def test_initial_parameters_do_not_depend_on_how_the_init_program_is_optimised(monkeypatch):
+    """init_state compiles without XLA's backend optimisations on CPU: the same bits as the
+    optimised program, for a U-Net's initialisers (GroupNorm, attention, zero-initialised
+    output layers)."""
+    config = tiny_unet(default.get_config())
+    config.model.ncsnpp.update(ch_mult=(1,), attn_resolutions=(8,))
+    dataset = data.load(config.data.name, num_train=64, num_test=8)
+    model, tx = build_model(config, dataset), build_optimizer(config)
+    quick = init_state(config, model, tx, dataset, jax.random.key(3))
+    monkeypatch.setattr(step, "INIT_COMPILER_OPTIONS", {})
+    optimised = init_state(config, model, tx, dataset, jax.random.key(3))
+    for a, b in zip(jax.tree_util.tree_leaves(quick), jax.tree_util.tree_leaves(optimised)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_ema_warmup_forgets_the_initial_parameters():
