@@ -63,7 +63,7 @@ def get_config():
     training.importance_sampling = False  # t ~ g^2 / std^2 (likelihood weighting only)
     training.eps = 1e-5  # smallest training time
     training.log_every = 100
-    training.eval_every = 2000  # held-out loss, samples, bits/dim
+    training.eval_every = 2000  # held-out loss, samples, bits/dim (and at the end); 0: never
     training.checkpoint_every = 1000
     training.max_to_keep = 2
     # float32 | bfloat16: the train step's network compute; parameters, optimiser state, EMA,

@@ -39,6 +39,17 @@ def enable_compilation_cache() -> pathlib.Path | None:
     # by side, the test suite's two workers; a suite worker once died without a word, which
     # this would explain). Past MAX_BYTES the least recently read entries go first.
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    _date_undated_entries(path)
     # JAX's default threshold of 1 s would leave this project's many small programs out.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     return path
+
+
+def _date_undated_entries(path: pathlib.Path) -> None:
+    """Gives every entry of an unbounded cache (ours before 0.4) the access-time file that a
+    bounded one keeps beside it (`<key>-cache`, `<key>-atime`): without it JAX's size check
+    fails on that entry, and every later write with it."""
+    for entry in path.glob("*-cache"):
+        atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not atime.exists():
+            atime.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))

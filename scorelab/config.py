@@ -24,10 +24,12 @@ class ConfigError(ValueError):
 def check_training(config, num_devices: int) -> None:
     """Training-loop values that would only fail later."""
     t = config.training
-    for name in ("batch_size", "n_steps", "log_every", "eval_every", "checkpoint_every",
-                 "max_to_keep"):
+    for name in ("batch_size", "n_steps", "log_every", "checkpoint_every", "max_to_keep"):
         if not isinstance(t[name], int) or t[name] < 1:
             raise ConfigError(f"training.{name} must be a positive integer, got {t[name]!r}")
+    if not isinstance(t.eval_every, int) or t.eval_every < 0:
+        raise ConfigError(f"training.eval_every must be a positive integer, or 0 for no "
+                          f"evaluation, got {t.eval_every!r}")
     if t.batch_size % num_devices:
         raise ConfigError(f"training.batch_size={t.batch_size} must be divisible by the number "
                           f"of devices ({num_devices})")

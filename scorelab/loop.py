@@ -98,7 +98,7 @@ def train(config, workdir: pathlib.Path) -> TrainState:
     step_fn = jax.jit(functools.partial(train_step, config=config, tx=run.tx,
                                         objective=run.objective,
                                         is_image=run.dataset.is_image), donate_argnums=0)
-    evaluator = make_evaluator(config, run, workdir, mesh)
+    evaluator = make_evaluator(config, run, workdir, mesh) if config.training.eval_every else None
     state = run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, evaluator)
     if distributed.is_writer():
         report(workdir, log)
@@ -142,7 +142,7 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
                 if stop:
                     say(f"\nSIGTERM: saved step {done}, exiting")
                     break
-                if done % t.eval_every == 0 or done == t.n_steps:
+                if evaluator is not None and (done % t.eval_every == 0 or done == t.n_steps):
                     eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), done)
                     log.write(done, evaluator(state.ema_params, step=done, eval_key=eval_key))
         finally:

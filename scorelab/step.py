@@ -37,7 +37,10 @@ def init_state(config, model, tx, dataset, key) -> TrainState:
         ema = jax.tree_util.tree_map(jnp.copy, params)  # its own buffers: the state is donated
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=ema,
                           opt_state=tx.init(params), key=jax.random.key_data(k_run))
-    return jax.jit(init).lower(key).compile(INIT_COMPILER_OPTIONS.get(jax.default_backend()))(key)
+    program = jax.jit(init)
+    if isinstance(key, jax.core.Tracer):  # inside eval_shape or another transformation
+        return program(key)
+    return program.lower(key).compile(INIT_COMPILER_OPTIONS.get(jax.default_backend()))(key)
 
 
 # Random initialisers are integer hashing and exact float conversions: optimising them changes

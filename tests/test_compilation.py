@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 PROGRAM = """
-import time, jax, jax.numpy as jnp
+import os, time, jax, jax.numpy as jnp
 from scorelab.compilation import enable_compilation_cache
 print(enable_compilation_cache())
 def f(x):  # about half a second of XLA compilation on a CPU core
@@ -12,7 +12,7 @@ def f(x):  # about half a second of XLA compilation on a CPU core
         x = jnp.tanh(x @ x.T + i) if i % 3 else jnp.sort(x, axis=i % 2)
     return x
 tic = time.perf_counter()
-jax.jit(f).lower(jnp.ones((64, 64))).compile()
+jax.jit(f).lower(jnp.ones((int(os.environ.get("SIZE", 64)),) * 2)).compile()
 print(time.perf_counter() - tic)
 """
 
@@ -32,5 +32,11 @@ def test_second_process_reads_the_cache_and_off_means_off(tmp_path):
     assert (cache / ".lockfile").exists()
     _, warm = run({"SCORELAB_COMPILATION_CACHE": str(cache)})
     assert warm < cold / 2, (cold, warm)
+    # A cache written unbounded (before 0.4) has no access times; new programs are still stored.
+    for atime in cache.glob("*-atime"):
+        atime.unlink()
+    before = len(list(cache.glob("*-cache")))
+    run({"SCORELAB_COMPILATION_CACHE": str(cache), "SIZE": "32"})
+    assert len(list(cache.glob("*-cache"))) > before
     path, _ = run({"SCORELAB_COMPILATION_CACHE": "off"})
     assert path == "None"

@@ -31,7 +31,7 @@ def tiny(config, **training):
     config.model.ncsnpp.update(TINY_UNET)
     config.model.classifier.update(nf=8, ch_mult=(1,), dropout=0.0)
     config.sampling.pc.update(num_steps=25, corrector="none")
-    config.training.update({**dict(batch_size=32, n_steps=4, log_every=2, eval_every=10**6,
+    config.training.update({**dict(batch_size=32, n_steps=4, log_every=2, eval_every=0,
                                    checkpoint_every=10**6), **training})
     config.eval.update(num_likelihood=0, num_metric_samples=0)
     config.sampling.num_samples = 8

@@ -44,7 +44,7 @@ def final_params(workdir: pathlib.Path, config):
 
 
 def cli_config(n_steps):
-    config = toy_config(n_steps=n_steps, checkpoint_every=5)
+    config = toy_config(n_steps=n_steps, checkpoint_every=5, eval_every=10**6)  # as CLI_ARGS
     config.sampling.num_samples = 16
     config.sampling.pc.num_steps = 30
     return config

@@ -223,9 +223,7 @@ def test_an_imported_run_carries_score_sde_adam_moments_and_trains_on(imported, 
             getattr(adam, ours)["AttnBlock_0"]["Dense_3"]["kernel"],
             moments["AttnBlockpp_0"]["NIN_3"]["W"][theirs])
     config = run_config.get_config(str(work))
-    config.training.n_steps = 1302
-    config.eval.num_likelihood, config.eval.num_metric_samples = 0, 0
-    config.sampling.num_samples, config.sampling.pc.num_steps = 4, 25
+    config.training.update(n_steps=1302, eval_every=0)
     state = train(config, work)
     assert int(state.step) == 1302
     adam = optax.tree_utils.tree_get(state.opt_state, "ScaleByAdamState")

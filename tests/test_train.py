@@ -37,7 +37,7 @@ def cheap_eval(config):
 
 def toy_config(**training):
     config = cheap_eval(toy_vp.get_config())
-    config.training.update(dict(batch_size=64, n_steps=20, log_every=5, eval_every=10**6,
+    config.training.update(dict(batch_size=64, n_steps=20, log_every=5, eval_every=0,
                                 checkpoint_every=10), **training)
     config.model.mlp.hidden = 32
     config.data.num_train = 512
@@ -46,7 +46,7 @@ def toy_config(**training):
 
 def tiny_unet(config):
     config.model.ncsnpp.update(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
-    config.training.update(batch_size=8, log_every=2, eval_every=10**6, checkpoint_every=10**6)
+    config.training.update(batch_size=8, log_every=2, eval_every=0, checkpoint_every=10**6)
     return cheap_eval(config)
 
 
@@ -76,7 +76,7 @@ def test_short_run_learns_the_mixture_score(tmp_path):
 
 def test_loss_decreases_on_digits(tmp_path):
     config = tiny_unet(default.get_config())
-    config.training.update(n_steps=60, log_every=20, batch_size=32)
+    config.training.update(n_steps=60, log_every=20, eval_every=60, batch_size=32)
     config.eval.num_likelihood = 0  # bits/dim of the U-Net: another 20 s of compiling
     config.optim.warmup = 0
     train(config, tmp_path)
@@ -178,6 +178,7 @@ def _bad(field, value):
     (_bad("data.name", "imagenet"), "data.name must be one of"),
     (_bad("model.ema_rate", 1.0), "model.ema_rate"),
     (_bad("training.nonfinite", "ignore"), "training.nonfinite"),
+    (_bad("training.eval_every", -1), "training.eval_every must be a positive integer, or 0"),
 ])
 def test_bad_config_fails_before_training(config, message, tmp_path):
     with pytest.raises(ValueError) as info:
