@@ -41,6 +41,7 @@ import numpy as np
 from samplers.common import check_sampler_args, check_score, check_sde, tweedie_denoise
 from samplers.operators import BlockAverage, ChannelMean, Mask, Operator, as_operator, check_linear
 from samplers.pc import CORRECTORS, PREDICTORS, run_chain
+from samplers.smc import SMCResult, linear_smc
 from sde import checks
 from sde.base import SDE, Batch, ScoreFn, batch_mul
 
@@ -49,7 +50,7 @@ from sde.base import SDE, Batch, ScoreFn, batch_mul
 CURVATURE_FLOOR = 0.1
 # PiGDM's trust region: its move of E[x0 | x_t] is capped at PIGDM_TRUST r^2 |A^T v| per sample.
 PIGDM_TRUST = 10.0
-METHODS = ("tweedie", "pigdm", "projection", "ddrm")
+METHODS = ("tweedie", "pigdm", "projection", "ddrm", "smc")
 
 
 # ---- noise levels, start times and per-sample grids ----
@@ -303,10 +304,35 @@ def _check_operator(method, operator, y, shape) -> Operator:
     return operator
 
 
+def smc_solve(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
+              num_particles=16, num_steps=None, eps=1e-3, ess_threshold=0.5) -> SMCResult:
+    """Sequential Monte Carlo (`samplers.smc` has the math): `num_particles` particles per row
+    of y = A x0 + noise_std n on a chain of `num_steps` bridge steps (default N) from T to eps,
+    one draw per row; returns `SMCResult(x, nfe, ess)`, nfe = num_steps + 1 score evaluations
+    per particle (num_particles x nfe in all) and the effective sample sizes along the chain.
+    A: any linear operator or function, as for `solve_inverse` (method "smc" calls this).
+    The score function is called on batch x num_particles rows at once."""
+    checks.check_int("num_particles", num_particles, low=1)
+    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
+    checks.check_number("ess_threshold", ess_threshold, low=0.0, high=1.0)
+    operator = _check_operator("smc", operator, y, shape)
+    x_shape = (y.shape[0],) + tuple(operator.in_shape)
+    check_sampler_args(sde, score_fn, x_shape, key, eps=eps, denoise=True)
+    s = _noise_std(sde, noise_std, y, representable=False)
+    result = linear_smc(sde, score_fn, y, operator, s, key, num_particles=num_particles,
+                        num_steps=sde.N if num_steps is None else num_steps, eps=eps,
+                        ess_threshold=ess_threshold)
+    if operator.gram is None:
+        return result
+    return result._replace(x=jnp.where(_noiseless(s, result.x),
+                                       operator.project(result.x, y), result.x))
+
+
 def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
                   method="tweedie", num_steps=None, eps=1e-3, cg_steps=4, eta=0.85,
                   predictor="reverse_diffusion", corrector="none", snr=0.16,
-                  n_corrector_steps=1) -> tuple[Batch, jax.Array]:
+                  n_corrector_steps=1, num_particles=16,
+                  ess_threshold=0.5) -> tuple[Batch, jax.Array]:
     """A draw from the model's posterior given y = A x0 + noise_std n; returns (x, nfe), x of
     shape (batch, *A.in_shape).
 
@@ -323,6 +349,10 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
                     ChannelMean, BlockAverage, FourierSampling). 1 NFE.
       "ddrm"        DDRM's own step as the predictor, a fraction `eta` of fresh noise. A as for
                     "projection". 1 NFE. A `predictor` other than the default is refused.
+      "smc"         `num_particles` particles per row on the chain of bridge steps, weighted and
+                    resampled (`smc_solve`): consistent for the model's posterior as
+                    num_particles grows. Any linear A. 1 NFE per particle, num_particles NFE
+                    in all; `predictor` and `corrector` other than the defaults are refused.
     `predictor`, `corrector`, `snr` and `n_corrector_steps` are those of `pc_sample`; a run
     calls the score num_steps times in the predictor, num_steps n_corrector_steps times in a
     corrector (none for "none") and once for the final Tweedie step, so nfe is that count
@@ -334,6 +364,15 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
     checks.check_number("eta", eta, low=0.0, high=1.0)
     checks.check_int("num_steps", num_steps, low=1, allow_none=True)
     predict, correct = _chain_options(predictor, corrector, snr, n_corrector_steps)
+    if method == "smc":
+        if (predictor, corrector) != ("reverse_diffusion", "none"):
+            raise ValueError(f"method='smc' steps by the forward process's Gaussian bridge and "
+                             f"takes no predictor or corrector; got predictor={predictor!r}, "
+                             f"corrector={corrector!r}")
+        x, nfe, _ = smc_solve(sde, score_fn, y, operator, noise_std, key, shape=shape,
+                              num_particles=num_particles, num_steps=num_steps, eps=eps,
+                              ess_threshold=ess_threshold)
+        return x, nfe
     if method == "ddrm" and predictor != "reverse_diffusion":
         raise ValueError(f"predictor={predictor!r} cannot be used with method='ddrm', which "
                          f"steps by DDRM's own update: leave predictor at its default "

@@ -1,0 +1,150 @@
+"""Sequential Monte Carlo for linear observations y = A x0 + noise_std n: K weighted particles per
+row of y whose law converges to the model's posterior as K grows.
+
+The model. The reverse chain on a grid T = t_N > ... > t_0 = eps starts from the prior and steps
+by the Gaussian bridge of the forward process, x_{k-1} ~ q(x_{t_{k-1}} | x_{t_k}, x0 = x0_hat),
+with x0_hat = E[x0 | x_{t_k}] by Tweedie's formula (DDPM's ancestral step, for any linear SDE);
+its sample is Tweedie's estimate at eps. The particle system targets that chain's posterior,
+
+    p(x_N) prod_k p(x_{k-1} | x_k) N(y; A x0_hat(x_0), noise_std^2 I),
+
+consistently as K grows, for a fixed grid (the discretised model's posterior, not the continuous
+one). Where noise_std = 0 the likelihood is a point mass; the last factor is then the potential
+g_0 below (y observed at the chain's final noise level sigma(eps)), and the draw is projected onto
+A x = y for operators with a cheap pseudo-inverse.
+
+The twist (Cardoso et al. 2023, MCGdiff, there for masks and the SVD of A; here for any A and
+noisy y). Potentials g_k(x) = N(y; A x / m_k, noise_std^2 I + sigma_k^2 A A^T), with
+sigma = std / m, are the likelihood of y given x_{t_k} = x if x0 had a flat prior
+(x / m = x0 + sigma z). Each particle moves by the product of its bridge step N(mu, v I) and the
+next potential, a Gaussian drawn exactly by Matheron's rule, and its weight is multiplied by that
+product's normaliser, N(y; A mu / m, noise_std^2 I + (v / m^2 + sigma^2) A A^T), over the
+potential it leaves. The potentials telescope: they change how spread the weights are, not what
+the particles target. Only the score function is used (one Tweedie estimate per step): the
+weights, not a closed form of the data, correct the proposal.
+
+Resampling is systematic (one uniform per row), when the effective sample size
+1 / sum(w^2) of a row falls below `ess_threshold` K. The linear algebra is in y's space: with
+A A^T = gram I (masks, channel means, block averages, Fourier sampling) it is a division;
+otherwise A A^T is formed densely once and diagonalised (prod(y.shape[1:])^2 floats).
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from samplers.common import tweedie_denoise
+from samplers.operators import Operator
+from sde.base import SDE, Batch, ScoreFn, batch_mul
+
+
+class SMCResult(NamedTuple):
+    """x: one draw per row of y; nfe: score evaluations per particle (the run costs K x nfe);
+    ess: (num_steps + 1, batch) effective sample sizes, as fractions of K, before each
+    resampling decision and, last, before the final draw."""
+    x: Batch
+    nfe: jax.Array
+    ess: jax.Array
+
+
+class _GramSolver(NamedTuple):
+    """(c1 I + c2 A A^T)^-1 on y's space (the range of A), for per-row scalars c1, c2."""
+    operator: Operator
+    eigenvalues: jax.Array | None  # None: A A^T = gram I
+    eigenvectors: jax.Array | None
+
+    @classmethod
+    def create(cls, operator: Operator, dtype):
+        if operator.gram is not None:
+            return cls(operator, None, None)
+        a = operator.matrix().astype(dtype)
+        lam, u = jnp.linalg.eigh(a @ a.T)
+        return cls(operator, jnp.maximum(lam, 1e-7 * lam[-1]), u)
+
+    def solve(self, c1, c2, r):
+        r = self.operator.restrict(r)
+        if self.eigenvalues is None:
+            return batch_mul(1 / (c1 + c2 * self.operator.gram), r)
+        flat = r.reshape(r.shape[0], -1) @ self.eigenvectors
+        flat = flat / (c1[:, None] + c2[:, None] * self.eigenvalues)
+        return (flat @ self.eigenvectors.T).reshape(r.shape)
+
+    def quadratic(self, c1, c2, r):
+        """r^T (c1 I + c2 A A^T)^-1 r per row."""
+        r = self.operator.restrict(r)
+        return jnp.sum((r * self.solve(c1, c2, r)).reshape(r.shape[0], -1), axis=-1)
+
+
+def _bridge(sde: SDE, x, x0, t, s):
+    """Mean and variance of q(x_s | x_t, x0) for s < t: x_t = a x_s + b e with a = m_t / m_s and
+    b^2 = std_t^2 - a^2 std_s^2, so the precision is 1 / std_s^2 + a^2 / b^2."""
+    m_t, std_t, m_s, std_s = sde.mean_coeff(t), sde.std(t), sde.mean_coeff(s), sde.std(s)
+    a = m_t / m_s
+    b2 = jnp.square(std_t) - jnp.square(a * std_s)
+    mean = batch_mul(a * jnp.square(std_s / std_t), x) + batch_mul(m_s * b2 / jnp.square(std_t), x0)
+    return mean, jnp.square(std_s) * b2 / jnp.square(std_t)
+
+
+def _systematic(key, log_w):
+    """Ancestor indices (batch, K) by systematic resampling of each row's normalised weights."""
+    b, k = log_w.shape
+    w = jax.nn.softmax(log_w, axis=-1)
+    u = (jax.random.uniform(key, (b, 1), log_w.dtype) + jnp.arange(k)) / k
+    return jax.vmap(jnp.searchsorted)(jnp.cumsum(w, axis=-1), u).clip(0, k - 1)
+
+
+def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_std, key, *,
+               num_particles: int, num_steps: int, eps: float,
+               ess_threshold: float) -> SMCResult:
+    """The particle system of the module docstring, for checked arguments: `operator` an
+    `Operator`, `noise_std` of shape (batch,). `samplers.observe.smc_solve` is the public door."""
+    b, k = y.shape[0], num_particles
+    n = b * k
+    x_shape = (n,) + tuple(operator.in_shape)
+    rows = lambda a: jnp.repeat(a, k, axis=0)  # per row of y -> per particle
+    y_p, var_y = rows(y), rows(jnp.square(noise_std))
+    gram = _GramSolver.create(operator, y.dtype)
+    times = jnp.linspace(sde.T, eps, num_steps + 1).astype(y.dtype)
+    full = lambda t: jnp.full((n,), t, y.dtype)
+
+    def log_potential(x, t):
+        m, sigma = sde.mean_coeff(t), sde.sigma(t)
+        return -0.5 * gram.quadratic(var_y, jnp.square(sigma), y_p - operator(batch_mul(1 / m, x)))
+
+    def step(carry, ts):
+        x, log_w, key = carry
+        t, s = full(ts[0]), full(ts[1])
+        key, k_resample, k_x, k_y1, k_y2 = jax.random.split(key, 5)
+        ess = 1 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=-1)), axis=-1)
+        resample = ess < ess_threshold * k
+        picked = jnp.where(resample[:, None], _systematic(k_resample, log_w), jnp.arange(k))
+        x = jnp.take_along_axis(x.reshape(b, k, -1), picked[..., None], axis=1).reshape(x_shape)
+        log_w = jnp.where(resample[:, None], 0.0, log_w)
+        # the bridge step N(mu, v I) times the potential at s (Matheron's rule)
+        mu, v = _bridge(sde, x, tweedie_denoise(sde, score_fn, x, t), t, s)
+        m, sigma2 = sde.mean_coeff(s), jnp.square(sde.sigma(s))
+        c2 = v / jnp.square(m) + sigma2
+        noise_y = batch_mul(jnp.sqrt(var_y), jax.random.normal(k_y1, y_p.shape, y.dtype)) + \
+            operator(batch_mul(jnp.sqrt(sigma2), jax.random.normal(k_y2, x_shape, y.dtype)))
+        prior = mu + batch_mul(jnp.sqrt(v), jax.random.normal(k_x, x_shape, y.dtype))
+        gain = gram.solve(var_y, c2, y_p - operator(batch_mul(1 / m, prior)) - noise_y)
+        new = prior + batch_mul(v / m, operator.adjoint(gain))
+        log_z = -0.5 * gram.quadratic(var_y, c2, y_p - operator(batch_mul(1 / m, mu)))
+        log_w = log_w + (log_z - log_potential(x, t)).reshape(b, k)
+        return (new, log_w, key), ess / k
+
+    k_prior, key = jax.random.split(key)
+    x = sde.prior_sampling(k_prior, x_shape, y.dtype)
+    log_w = log_potential(x, full(sde.T)).reshape(b, k)
+    (x, log_w, key), ess = jax.lax.scan(step, (x, log_w, key),
+                                        jnp.stack([times[:-1], times[1:]], axis=1))
+    x0 = tweedie_denoise(sde, score_fn, x, full(eps))
+    # the likelihood of the returned sample over the last potential (none for exact y)
+    final = -0.5 * jnp.sum(jnp.square(operator.restrict(y_p - operator(x0))).reshape(n, -1),
+                           axis=-1) / jnp.where(var_y > 0, var_y, 1.0) - log_potential(x, full(eps))
+    log_w = log_w + jnp.where(var_y > 0, final, 0.0).reshape(b, k)
+    ess_last = 1 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=-1)), axis=-1) / k
+    choice = jax.random.categorical(key, log_w, axis=-1)
+    x = jnp.take_along_axis(x0.reshape(b, k, -1), choice[:, None, None], axis=1)
+    return SMCResult(x.reshape((b,) + tuple(operator.in_shape)), jnp.int32(num_steps + 1),
+                     jnp.concatenate([ess, ess_last[None]]))

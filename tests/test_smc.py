@@ -1,0 +1,57 @@
+"""Sequential Monte Carlo under linear observations (samplers/smc.py): its pieces against closed
+forms, and its draws converging to the exact posterior of a Gaussian mixture as particles grow."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from samplers import inpaint, solve_inverse
+from samplers.observe import smc_solve
+from samplers.operators import GaussianBlur, Mask, RandomProjection
+from samplers.smc import _bridge, _GramSolver, _systematic
+from sde import VESDE, VPSDE, subVPSDE
+from tests.test_observe import joint_distance
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), subVPSDE(), VESDE()], ids=["vp", "subvp", "ve"])
+def test_bridge_is_the_gaussian_conditional_of_the_forward_process(sde, x64):
+    """q(x_s | x_t, x0) from the joint law of (x_s, x_t) given x0: means m x0, variances std^2,
+    covariance (m_t / m_s) std_s^2."""
+    t, s = jnp.array([0.9, 0.5, 0.02]), jnp.array([0.7, 0.49, 0.001])
+    x0, xt = jnp.array([[0.3], [-1.2], [2.0]]), jnp.array([[1.1], [0.4], [-0.5]])
+    mean, var = _bridge(sde, xt, x0, t, s)
+    m_t, std_t, m_s, std_s = sde.mean_coeff(t), sde.std(t), sde.mean_coeff(s), sde.std(s)
+    cov = m_t / m_s * std_s ** 2
+    np.testing.assert_allclose(mean[:, 0], m_s * x0[:, 0] + cov / std_t ** 2 *
+                               (xt[:, 0] - m_t * x0[:, 0]), rtol=1e-10)
+    np.testing.assert_allclose(var, std_s ** 2 - cov ** 2 / std_t ** 2, rtol=1e-10)
+
+
+def test_systematic_resampling_keeps_each_particle_floor_or_ceil_of_k_w_times():
+    k = 64
+    log_w = jax.random.normal(jax.random.key(0), (50, k)) * 2.0
+    picked = _systematic(jax.random.key(1), log_w)
+    counts = jax.vmap(lambda p: jnp.bincount(p, length=k))(picked)
+    expected = k * jax.nn.softmax(log_w, axis=-1)
+    assert bool(jnp.all((counts >= jnp.floor(expected - 1e-4))
+                        & (counts <= jnp.ceil(expected + 1e-4))))
+
+
+@pytest.mark.parametrize("make", [lambda: Mask.create(np.array([1, 0, 1, 1, 0, 1], bool)),
+                                  lambda: RandomProjection.create((6,), 3, 0),
+                                  lambda: GaussianBlur.create((3, 2, 1), 0.7)],
+                         ids=["mask", "projection", "blur"])
+def test_gram_solver_inverts_c1_plus_c2_a_a_transpose_on_the_range(make, x64):
+    op = make()
+    a = np.asarray(op.matrix())
+    keep = np.linalg.norm(a, axis=1) > 0  # a mask's unobserved entries are not in the range
+    solver = _GramSolver.create(op, jnp.float64)
+    c1, c2 = jnp.array([0.3, 0.0]), jnp.array([1.7, 2.5])
+    r = jax.random.normal(jax.random.key(0), (2,) + op.out_shape, jnp.float64)
+    got = solver.solve(c1, c2, r).reshape(2, -1)
+    for i in range(2):
+        m = c1[i] * np.eye(keep.sum()) + c2[i] * a[keep] @ a[keep].T
+        want = np.linalg.solve(m, np.asarray(r).reshape(2, -1)[i, keep])
+        np.testing.assert_allclose(got[i, keep], want, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(solver.quadratic(c1, c2, r)[i],
+                                   want @ np.asarray(r).reshape(2, -1)[i, keep], rtol=1e-6)
