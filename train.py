@@ -50,6 +50,8 @@ NOISE_STD = Flag("noise_std", "float", 0.1, "Observation noise std in pixel unit
                  "images.")
 METHOD = Flag("method", "enum", DEFAULT_METHOD, "solve_inverse's method; auto is ddrm for "
               "operators with orthonormal rows, else tweedie.", ("auto", *INVERSE_METHODS))
+NUM_PARTICLES = Flag("num_particles", "integer", None, "Particles per image for --method=smc "
+                     "(default 16; each costs the chain's NFE).")
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
 HOSTS = (
@@ -85,7 +87,7 @@ def sample(f):
 def task(name):
     def run(f):
         options = {k: getattr(f, k) for k in ("mask", "factor", "noise_std", "operator",
-                                              "method") if k in f}
+                                              "method", "num_particles") if k in f}
         run_task(start(f), name, num=f.num, seed=f.seed, out=f.out, num_steps=f.num_steps,
                  **options)
     return run
@@ -93,13 +95,14 @@ def task(name):
 
 TASK_FLAGS = {
     "complete": (Flag("mask", "string", "center", f"One of {list(MASKS)} or a .npy file of the "
-                      "image's height and width, nonzero = observed."), METHOD),
-    "super-resolve": (Flag("factor", "integer", 2, "The upsampling factor."), METHOD),
-    "colorize": (METHOD,),
+                      "image's height and width, nonzero = observed."), METHOD, NUM_PARTICLES),
+    "super-resolve": (Flag("factor", "integer", 2, "The upsampling factor."), METHOD,
+                      NUM_PARTICLES),
+    "colorize": (METHOD, NUM_PARTICLES),
     "denoise": (NOISE_STD,),
     "reconstruct": (NOISE_STD, Flag("operator", "string", "blur:1.0", "blur:WIDTH (pixels), "
                                     "fourier:FRACTION (of the frequencies) or project:M "
-                                    "(Gaussian rows)."), METHOD),
+                                    "(Gaussian rows)."), METHOD, NUM_PARTICLES),
 }
 TASK_SUMMARY = {
     "complete": "Inpaint masked held-out images.",

@@ -93,58 +93,71 @@ def _systematic(key, log_w):
     return jax.vmap(jnp.searchsorted)(jnp.cumsum(w, axis=-1), u).clip(0, k - 1)
 
 
+def _ess(log_w):
+    """Effective sample size per row, as a fraction of K, of weights (K, batch)."""
+    return 1 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=0)), axis=0) / log_w.shape[0]
+
+
 def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_std, key, *,
                num_particles: int, num_steps: int, eps: float,
                ess_threshold: float) -> SMCResult:
     """The particle system of the module docstring, for checked arguments: `operator` an
-    `Operator`, `noise_std` of shape (batch,). `samplers.observe.smc_solve` is the public door."""
+    `Operator`, `noise_std` of shape (batch,). `samplers.observe.smc_solve` is the public door.
+    Particles are (K, batch, ...): the score function and the operator see batches whose rows
+    are y's rows (so per-row labels or masks bound in them stay aligned), vmapped over K."""
     b, k = y.shape[0], num_particles
-    n = b * k
-    x_shape = (n,) + tuple(operator.in_shape)
-    rows = lambda a: jnp.repeat(a, k, axis=0)  # per row of y -> per particle
-    y_p, var_y = rows(y), rows(jnp.square(noise_std))
+    x_shape = (b,) + tuple(operator.in_shape)
+    var_y = jnp.square(noise_std)
     gram = _GramSolver.create(operator, y.dtype)
     times = jnp.linspace(sde.T, eps, num_steps + 1).astype(y.dtype)
-    full = lambda t: jnp.full((n,), t, y.dtype)
+    full = lambda t: jnp.full((b,), t, y.dtype)
 
     def log_potential(x, t):
         m, sigma = sde.mean_coeff(t), sde.sigma(t)
-        return -0.5 * gram.quadratic(var_y, jnp.square(sigma), y_p - operator(batch_mul(1 / m, x)))
+        return -0.5 * gram.quadratic(var_y, jnp.square(sigma), y - operator(batch_mul(1 / m, x)))
 
-    def step(carry, ts):
-        x, log_w, key = carry
-        t, s = full(ts[0]), full(ts[1])
-        key, k_resample, k_x, k_y1, k_y2 = jax.random.split(key, 5)
-        ess = 1 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=-1)), axis=-1)
-        resample = ess < ess_threshold * k
-        picked = jnp.where(resample[:, None], _systematic(k_resample, log_w), jnp.arange(k))
-        x = jnp.take_along_axis(x.reshape(b, k, -1), picked[..., None], axis=1).reshape(x_shape)
-        log_w = jnp.where(resample[:, None], 0.0, log_w)
-        # the bridge step N(mu, v I) times the potential at s (Matheron's rule)
+    def move(x, t, s, key):
+        """One particle per row from t to s: the bridge step N(mu, v I) times the potential at s
+        (Matheron's rule), and the log-weight increment."""
+        k_x, k_y1, k_y2 = jax.random.split(key, 3)
         mu, v = _bridge(sde, x, tweedie_denoise(sde, score_fn, x, t), t, s)
         m, sigma2 = sde.mean_coeff(s), jnp.square(sde.sigma(s))
         c2 = v / jnp.square(m) + sigma2
-        noise_y = batch_mul(jnp.sqrt(var_y), jax.random.normal(k_y1, y_p.shape, y.dtype)) + \
+        noise_y = batch_mul(jnp.sqrt(var_y), jax.random.normal(k_y1, y.shape, y.dtype)) + \
             operator(batch_mul(jnp.sqrt(sigma2), jax.random.normal(k_y2, x_shape, y.dtype)))
         prior = mu + batch_mul(jnp.sqrt(v), jax.random.normal(k_x, x_shape, y.dtype))
-        gain = gram.solve(var_y, c2, y_p - operator(batch_mul(1 / m, prior)) - noise_y)
+        gain = gram.solve(var_y, c2, y - operator(batch_mul(1 / m, prior)) - noise_y)
         new = prior + batch_mul(v / m, operator.adjoint(gain))
-        log_z = -0.5 * gram.quadratic(var_y, c2, y_p - operator(batch_mul(1 / m, mu)))
-        log_w = log_w + (log_z - log_potential(x, t)).reshape(b, k)
-        return (new, log_w, key), ess / k
+        log_z = -0.5 * gram.quadratic(var_y, c2, y - operator(batch_mul(1 / m, mu)))
+        return new, log_z - log_potential(x, t)
+
+    def step(carry, ts):
+        x, log_w, key = carry
+        key, k_resample, k_move = jax.random.split(key, 3)
+        ess = _ess(log_w)
+        resample = ess < ess_threshold
+        ancestors = jnp.where(resample[:, None], _systematic(k_resample, log_w.T),
+                              jnp.arange(k)).T  # (K, batch)
+        x = jnp.take_along_axis(x, ancestors.reshape(ancestors.shape + (1,) * (x.ndim - 2)),
+                                axis=0)
+        log_w = jnp.where(resample, 0.0, log_w)
+        x, increment = jax.vmap(move, in_axes=(0, None, None, 0))(
+            x, full(ts[0]), full(ts[1]), jax.random.split(k_move, k))
+        return (x, log_w + increment, key), ess
 
     k_prior, key = jax.random.split(key)
-    x = sde.prior_sampling(k_prior, x_shape, y.dtype)
-    log_w = log_potential(x, full(sde.T)).reshape(b, k)
+    x = sde.prior_sampling(k_prior, (k,) + x_shape, y.dtype)
+    log_w = jax.vmap(log_potential, in_axes=(0, None))(x, full(sde.T))
     (x, log_w, key), ess = jax.lax.scan(step, (x, log_w, key),
                                         jnp.stack([times[:-1], times[1:]], axis=1))
-    x0 = tweedie_denoise(sde, score_fn, x, full(eps))
-    # the likelihood of the returned sample over the last potential (none for exact y)
-    final = -0.5 * jnp.sum(jnp.square(operator.restrict(y_p - operator(x0))).reshape(n, -1),
-                           axis=-1) / jnp.where(var_y > 0, var_y, 1.0) - log_potential(x, full(eps))
-    log_w = log_w + jnp.where(var_y > 0, final, 0.0).reshape(b, k)
-    ess_last = 1 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=-1)), axis=-1) / k
-    choice = jax.random.categorical(key, log_w, axis=-1)
-    x = jnp.take_along_axis(x0.reshape(b, k, -1), choice[:, None, None], axis=1)
-    return SMCResult(x.reshape((b,) + tuple(operator.in_shape)), jnp.int32(num_steps + 1),
-                     jnp.concatenate([ess, ess_last[None]]))
+    x0 = jax.vmap(lambda x: tweedie_denoise(sde, score_fn, x, full(eps)))(x)
+
+    def final(x, x0):
+        """The likelihood of the returned sample over the last potential (none for exact y)."""
+        misfit = jnp.sum(jnp.square(operator.restrict(y - operator(x0))).reshape(b, -1), -1)
+        return jnp.where(var_y > 0, -0.5 * misfit / jnp.where(var_y > 0, var_y, 1.0)
+                         - log_potential(x, full(eps)), 0.0)
+    log_w = log_w + jax.vmap(final)(x, x0)
+    choice = jax.random.categorical(key, log_w, axis=0)  # (batch,)
+    return SMCResult(x0[choice, jnp.arange(b)], jnp.int32(num_steps + 1),
+                     jnp.concatenate([ess, _ess(log_w)[None]]))

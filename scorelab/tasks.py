@@ -46,9 +46,12 @@ MASKS = ("center", "half", "random")
 # ---- checks of the command line, before anything is loaded ----
 
 def check_task_args(task, *, num, mask, factor, noise_std, operator, num_steps,
-                    method=DEFAULT_METHOD):
+                    method=DEFAULT_METHOD, num_particles=None):
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {list(METHODS)}, got {method!r}")
+    if num_particles is not None and (method != "smc" or num_particles < 1):
+        raise ConfigError(f"--num_particles={num_particles} needs --method=smc and a value "
+                          f">= 1 (got --method={method})")
     if task not in TASKS:
         raise ConfigError(f"command must be one of {list(TASKS)}, got {task!r}")
     if num < 1:
@@ -140,10 +143,13 @@ class Observed(NamedTuple):
 
 
 def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps,
-            method=DEFAULT_METHOD) -> Observed:
+            method=DEFAULT_METHOD, num_particles=None) -> Observed:
     """`task`'s observation of the model-space images x0, the noise std in model units;
-    `method` is `solve_inverse`'s or "auto" (`_method_for`); denoising uses its exact start."""
+    `method` is `solve_inverse`'s or "auto" (`_method_for`), `num_particles` SMC's (default
+    16); denoising uses its exact start."""
     shape, steps = x0.shape, {"num_steps": num_steps}
+    if num_particles is not None:
+        steps["num_particles"] = num_particles
     if task == "complete":
         m = jnp.asarray(make_mask(mask, shape, seed))
         method = _method_for(Mask.create(m, shape[1:]), method)
@@ -168,7 +174,7 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
     k_noise, _ = jax.random.split(jax.random.fold_in(key, 1))
     if task == "denoise":
         y = x0 + noise_std * jax.random.normal(k_noise, shape)
-        return Observed(lambda sde, s: denoise(sde, s, y, noise_std, key, **steps), y,
+        return Observed(lambda sde, s: denoise(sde, s, y, noise_std, key, num_steps=num_steps), y,
                         lambda sde, s: posterior_mean(sde, s, y, noise_std), "exact start")
     kind, number = parse_operator(operator)
     op = {"blur": lambda: GaussianBlur.create(shape[1:], number),
@@ -187,13 +193,14 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
 def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, out: str = "",
              mask: str = "center", factor: int = 2, noise_std: float = 0.1,
              operator: str = "blur:1.0", num_steps: int | None = None,
-             method: str = DEFAULT_METHOD) -> dict:
+             method: str = DEFAULT_METHOD, num_particles: int | None = None) -> dict:
     """Runs `task` on the first `num` held-out images of the run in `workdir`; process 0 writes
     `out`.png, `out`.npz (model-space rows: observation, [mean], draws, x0) and `out`.json
     (default under `workdir`/tasks). Returns the figures. A class-conditional run is
     conditioned on the images' true classes as well."""
     check_task_args(task, num=num, mask=mask, factor=factor, noise_std=noise_std,
-                    operator=operator, num_steps=num_steps, method=method)
+                    operator=operator, num_steps=num_steps, method=method,
+                    num_particles=num_particles)
     workdir = check_workdir(workdir)
     enable_compilation_cache()
     config, run, state, step = restore(workdir, make_mesh())
@@ -206,7 +213,8 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     scale = 2.0 if centered else 1.0  # pixel units of [0, 1] -> model space
     draw, shown, mean, method = observe(
         task, x0, jax.random.key(seed), mask=mask, factor=factor, noise_std=scale * noise_std,
-        operator=operator, seed=seed, num_steps=num_steps, method=method)
+        operator=operator, seed=seed, num_steps=num_steps, method=method,
+        num_particles=num_particles)
     labels = (jnp.asarray(run.dataset.test_labels[:num]) if config.model.conditional_classes
               else None)
     score = bind(score_fn_for(config, run.model, run.sde, labels=labels), state.ema_params)
@@ -218,7 +226,8 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     seconds = time.perf_counter() - start  # compilation included
     truth = pixels(x0)
     figures = {"task": task, "step": step, "num": num, "nfe": int(nfe),
-               "method": method,
+               "method": method, **({"num_particles": num_particles or 16}
+                                    if method == "smc" else {}),
                "conditioned_on_labels": labels is not None,
                "seconds": round(seconds, 2), "noise_std": noise_std if task in
                ("denoise", "reconstruct") else 0.0,

@@ -49,7 +49,7 @@ def test_complete_keeps_observed_pixels_through_the_command_line(workdir):
 
 
 @pytest.mark.parametrize("task, options", [
-    ("super-resolve", {"factor": 2}),
+    ("super-resolve", {"factor": 2, "method": "smc", "num_particles": 2}),
     ("denoise", {"noise_std": 0.2}),
     ("reconstruct", {"operator": "fourier:0.5", "noise_std": 0.05}),
 ])
@@ -59,6 +59,7 @@ def test_tasks_write_their_rows_and_figures(workdir, tmp_path, task, options):
     assert rows["draws"].shape == rows["original"].shape == (3, 8, 8, 1)
     assert np.isfinite(rows["draws"]).all() and np.isfinite(figures["psnr_draw"])
     if task == "super-resolve":  # the block means of the draws are the observation's
+        assert (figures["method"], figures["num_particles"], figures["nfe"]) == ("smc", 2, 5)
         blocks = lambda a: a.reshape(3, 4, 2, 4, 2, 1).mean((2, 4))
         # to float32 rounding of the chain's last state, which the 2-step fixture leaves far
         # outside [-1, 1] (the projection x + A^+(y - A x) cancels its magnitude)
@@ -88,6 +89,7 @@ def test_auto_method_is_ddrm_where_the_rows_are_orthonormal(task, operator, meth
     ("reconstruct", {"operator": "warp:2"}, "--operator must be blur:WIDTH"),
     ("denoise", {"num_steps": 0}, "--num_steps must be >= 1"),
     ("complete", {"method": "dps"}, "--method must be one of"),
+    ("complete", {"num_particles": 4}, "--num_particles=4 needs --method=smc"),
 ])
 def test_bad_task_arguments_are_named(workdir, tmp_path, task, options, message):
     with pytest.raises(ConfigError) as info:
