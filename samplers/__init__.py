@@ -10,9 +10,10 @@ from samplers.observe import (METHODS as INVERSE_METHODS, colorize, denoise, edi
 from samplers.ode import ode_sample
 from samplers.pc import CORRECTORS, PREDICTORS, pc_sample
 from samplers.sde import sde_sample
+from samplers.smc import smc_sample
 
 __all__ = ["pc_sample", "sde_sample", "ode_sample", "log_likelihood", "log_likelihood_probes",
            "bits_per_dim", "time_grid", "classifier_guidance", "classifier_free_guidance",
            "inpaint", "colorize", "super_resolve", "edit", "denoise", "posterior_mean",
-           "solve_inverse", "smc_solve", "operators", "PREDICTORS", "CORRECTORS", "ODE_SOLVERS",
+           "solve_inverse", "smc_solve", "smc_sample", "operators", "PREDICTORS", "CORRECTORS", "ODE_SOLVERS",
            "SDE_SOLVERS", "FEW_STEP_SOLVERS", "TIME_GRIDS", "INVERSE_METHODS"]

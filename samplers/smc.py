@@ -28,13 +28,14 @@ Resampling is systematic (one uniform per row), when the effective sample size
 A A^T = gram I (masks, channel means, block averages, Fourier sampling) it is a division;
 otherwise A A^T is formed densely once and diagonalised (prod(y.shape[1:])^2 floats).
 """
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from samplers.common import tweedie_denoise
+from samplers.common import check_sampler_args, tweedie_denoise
 from samplers.operators import Operator
+from sde import checks
 from sde.base import SDE, Batch, ScoreFn, batch_mul
 
 
@@ -98,6 +99,39 @@ def _ess(log_w):
     return 1 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=0)), axis=0) / log_w.shape[0]
 
 
+def _run_particles(state, log_w, move, times, key, ess_threshold):
+    """The particle loop shared by both systems: per step, resample the rows whose effective
+    sample size is below `ess_threshold` (every leaf of the particle `state`, (K, batch, ...),
+    follows its ancestors), then `move(state, t, s, key) -> (state, log-weight increment)`,
+    vmapped over K. Returns (state, log_w, ess per step)."""
+    k, b = log_w.shape
+    full = lambda t: jnp.full((b,), t, times.dtype)
+
+    def step(carry, ts):
+        state, log_w, key = carry
+        key, k_resample, k_move = jax.random.split(key, 3)
+        ess = _ess(log_w)
+        resample = ess < ess_threshold
+        ancestors = jnp.where(resample[:, None], _systematic(k_resample, log_w.T),
+                              jnp.arange(k)).T  # (K, batch)
+        state = jax.tree_util.tree_map(lambda a: jnp.take_along_axis(
+            a, ancestors.reshape(ancestors.shape + (1,) * (a.ndim - 2)), axis=0), state)
+        log_w = jnp.where(resample, 0.0, log_w)
+        state, increment = jax.vmap(move, in_axes=(0, None, None, 0))(
+            state, full(ts[0]), full(ts[1]), jax.random.split(k_move, k))
+        return (state, log_w + increment, key), ess
+
+    (state, log_w, _), ess = jax.lax.scan(step, (state, log_w, key),
+                                          jnp.stack([times[:-1], times[1:]], axis=1))
+    return state, log_w, ess
+
+
+def _pick(key, x0, log_w, ess) -> tuple[Batch, jax.Array]:
+    """One particle per row, drawn by its final weight; the ESS trace with the final one."""
+    choice = jax.random.categorical(key, log_w, axis=0)
+    return x0[choice, jnp.arange(x0.shape[1])], jnp.concatenate([ess, _ess(log_w)[None]])
+
+
 def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_std, key, *,
                num_particles: int, num_steps: int, eps: float,
                ess_threshold: float) -> SMCResult:
@@ -131,25 +165,10 @@ def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_
         log_z = -0.5 * gram.quadratic(var_y, c2, y - operator(batch_mul(1 / m, mu)))
         return new, log_z - log_potential(x, t)
 
-    def step(carry, ts):
-        x, log_w, key = carry
-        key, k_resample, k_move = jax.random.split(key, 3)
-        ess = _ess(log_w)
-        resample = ess < ess_threshold
-        ancestors = jnp.where(resample[:, None], _systematic(k_resample, log_w.T),
-                              jnp.arange(k)).T  # (K, batch)
-        x = jnp.take_along_axis(x, ancestors.reshape(ancestors.shape + (1,) * (x.ndim - 2)),
-                                axis=0)
-        log_w = jnp.where(resample, 0.0, log_w)
-        x, increment = jax.vmap(move, in_axes=(0, None, None, 0))(
-            x, full(ts[0]), full(ts[1]), jax.random.split(k_move, k))
-        return (x, log_w + increment, key), ess
-
-    k_prior, key = jax.random.split(key)
+    k_prior, k_run, k_pick = jax.random.split(key, 3)
     x = sde.prior_sampling(k_prior, (k,) + x_shape, y.dtype)
     log_w = jax.vmap(log_potential, in_axes=(0, None))(x, full(sde.T))
-    (x, log_w, key), ess = jax.lax.scan(step, (x, log_w, key),
-                                        jnp.stack([times[:-1], times[1:]], axis=1))
+    x, log_w, ess = _run_particles(x, log_w, move, times, k_run, ess_threshold)
     x0 = jax.vmap(lambda x: tweedie_denoise(sde, score_fn, x, full(eps)))(x)
 
     def final(x, x0):
@@ -157,7 +176,55 @@ def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_
         misfit = jnp.sum(jnp.square(operator.restrict(y - operator(x0))).reshape(b, -1), -1)
         return jnp.where(var_y > 0, -0.5 * misfit / jnp.where(var_y > 0, var_y, 1.0)
                          - log_potential(x, full(eps)), 0.0)
-    log_w = log_w + jax.vmap(final)(x, x0)
-    choice = jax.random.categorical(key, log_w, axis=0)  # (batch,)
-    return SMCResult(x0[choice, jnp.arange(b)], jnp.int32(num_steps + 1),
-                     jnp.concatenate([ess, _ess(log_w)[None]]))
+    x, ess = _pick(k_pick, x0, log_w + jax.vmap(final)(x, x0), ess)
+    return SMCResult(x, jnp.int32(num_steps + 1), ess)
+
+
+def smc_sample(sde: SDE, score_fn: ScoreFn, log_likelihood: Callable[[Batch], jax.Array],
+               shape, key, *, num_particles=16, num_steps=None, eps=1e-3,
+               ess_threshold=0.5) -> SMCResult:
+    """Draws from p(x0 | c) proportional to p(x0) exp(log_likelihood(x0)), for any
+    `log_likelihood(x0) -> (batch,)` of clean samples (a class's log-probability under a
+    classifier of clean data, a measurement's log-likelihood): `num_particles` weighted particles
+    per row of `shape` on the chain of bridge steps (module docstring), consistent for the
+    chain's posterior p(x_N) prod p(x_{k-1} | x_k) exp(log_likelihood(x0_hat(x_eps))) as
+    num_particles grows. The twist is the likelihood of Tweedie's estimate tempered by the
+    noise level, g_k(x) = exp(log_likelihood(x0_hat(x, t_k)) / (1 + sigma(t_k)^2)), an
+    approximation of p_t(c | x_t) (Wu et al. 2023's, tempered) that the weights correct.
+    Particles move by the model's own bridge step; the twist steers them through the weights
+    and resampling alone. (The Twisted Diffusion Sampler also shifts the proposal by
+    v grad log g_k; on the 2-D mixture's class posterior that version kept a bias of 0.045 in
+    the mean at 4,096 particles, which this one does not show, so it is not used.) One score
+    evaluation per step and particle: nfe = num_steps + 1 per particle. The likelihood sees
+    rows of `shape` (vmapped over particles), so per-row conditions stay aligned."""
+    checks.check_int("num_particles", num_particles, low=1)
+    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
+    checks.check_number("ess_threshold", ess_threshold, low=0.0, high=1.0)
+    shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=True)
+    if not callable(log_likelihood):
+        raise TypeError(f"log_likelihood must be a function of a batch of clean samples "
+                        f"returning (batch,), got {log_likelihood!r}")
+    n = sde.N if num_steps is None else num_steps
+    times = jnp.linspace(sde.T, eps, n + 1).astype(jnp.float32)
+    full = lambda t: jnp.full(shape[:1], t, jnp.float32)
+    temper = lambda t: 1 / (1 + jnp.square(sde.sigma(t)))
+
+    def evaluate(x, t):
+        """(x, x0_hat, log g) at x: one score evaluation."""
+        x0 = tweedie_denoise(sde, score_fn, x, t)
+        return x, x0, temper(t) * log_likelihood(x0)
+
+    def move(state, t, s, key):
+        x, x0, log_g = state
+        mu, v = _bridge(sde, x, x0, t, s)
+        state = evaluate(mu + batch_mul(jnp.sqrt(v), jax.random.normal(key, x.shape, x.dtype)), s)
+        return state, state[2] - log_g
+
+    k_prior, k_run, k_pick = jax.random.split(key, 3)
+    x = sde.prior_sampling(k_prior, (num_particles,) + shape, jnp.float32)
+    state = jax.vmap(evaluate, in_axes=(0, None))(x, full(sde.T))
+    (_, x0, log_g), log_w, ess = _run_particles(state, state[2], move, times, k_run,
+                                                ess_threshold)
+    # the returned sample's weight is its likelihood: undo the last twist's tempering
+    x, ess = _pick(k_pick, x0, log_w + log_g * (1 / temper(full(eps)) - 1), ess)
+    return SMCResult(x, jnp.int32(n + 1), ess)

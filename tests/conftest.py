@@ -51,7 +51,7 @@ def times(*values):
 LONGEST_FILES = ("test_train.py", "test_observe.py", "test_distributed.py", "test_score_sde.py",
                  "test_conditional.py", "test_reliability.py", "test_samplers.py",
                  "test_compare.py", "test_docs.py", "test_likelihood.py", "test_fewstep.py",
-                 "test_tasks.py", "test_unet.py")
+                 "test_tasks.py", "test_smc.py", "test_unet.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -8,7 +8,7 @@ import pytest
 from samplers import inpaint, solve_inverse
 from samplers.observe import smc_solve
 from samplers.operators import GaussianBlur, Mask, RandomProjection
-from samplers.smc import _bridge, _GramSolver, _systematic
+from samplers.smc import _bridge, _GramSolver, _systematic, smc_sample
 from sde import VESDE, VPSDE, subVPSDE
 from tests.test_observe import joint_distance
 
@@ -106,3 +106,24 @@ def test_smc_through_inpaint_and_its_refusals(mixture):
     with pytest.raises(ValueError, match="num_particles"):
         smc_solve(sde, mixture.score_fn(sde), y, Mask.create(mask), 0.0, jax.random.key(1),
                   num_particles=0)
+
+
+def test_a_class_likelihood_of_the_tweedie_estimate_brings_draws_to_one_component(mixture):
+    """Target: the 2-D mixture's lighter component (weight 0.3, mean (-2, 0), std 0.3), through
+    log p(k = 0 | x0) of the clean mixture; the twist evaluates it at Tweedie's estimate, an
+    approximation the weights correct. One particle is the unconditional model (30% in the
+    component); 16 particles put every draw there with the component's mean, and the spread of
+    the 200-step chain itself (0.95 of the component's: measured by weighting unconditional
+    chain draws with p(k = 0 | x0))."""
+    sde, n = VPSDE(), 1000
+    log_lik = lambda x0: jax.nn.log_softmax(mixture._log_joint(x0, None, None), -1)[:, 0]
+    run = jax.jit(lambda k: smc_sample(sde, mixture.score_fn(sde), log_lik, (n, 2),
+                                       jax.random.key(0), num_particles=k, num_steps=200),
+                  static_argnums=0)
+    one, many = run(1), run(16)
+    share = lambda x: float(jnp.mean(jnp.argmax(mixture.responsibilities(x), -1) == 0))
+    assert abs(share(one.x) - 0.3) < 0.05 and share(many.x) > 0.995
+    mean, std = jnp.array([-2.0, 0.0]), 0.3
+    assert float(jnp.linalg.norm(many.x.mean(0) - mean)) < 0.04
+    assert 0.88 < float(jnp.sqrt(jnp.mean(jnp.square(many.x - mean)))) / std < 1.02
+    assert int(many.nfe) == 201 and many.ess.shape == (201, n)
