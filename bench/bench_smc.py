@@ -9,6 +9,12 @@ chain (a fraction of K), NFE per particle and in all, and the wall time of the c
 
     python -m bench.bench_smc            # writes bench/results/smc.json
     python -m bench.bench_smc --quick    # the 12-D problems, fewer rows, K up to 64
+    python -m bench.bench_smc --quick --problems=projection --noise_std=0.2   # merged into --out
+
+JAX 0.10.2's CPU runtime stopped, idle, inside the second exact-posterior program (LAPACK) of
+nearly every run here, with synchronous dispatch and with XLA_FLAGS=--xla_cpu_use_thunk_runtime=false
+--xla_cpu_multi_thread_eigen=false alike; the first always finished. So the results are written
+after each problem and noise level, and each pair can run in a process of its own.
 """
 import argparse
 import json
@@ -21,16 +27,26 @@ from samplers import solve_inverse
 from samplers.observe import smc_solve
 from sde import VESDE, VPSDE
 
-jax.config.update("jax_cpu_enable_async_dispatch", False)  # as bench_observe
+# as bench_observe: JAX 0.10's CPU runtime has hung, idle, in the exact posterior's LAPACK
+# programs when they were dispatched asynchronously
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
-def run_problem(sde, prior, op, s, n, steps, particles, keys):
+def exact_posterior(prior, op, s, n, keys):
+    """(y, its observed rows, the exact posterior, two exact draw sets): once per problem and
+    noise level, shared by both SDEs (each LAPACK program is a chance for the hang above)."""
     x0 = prior.sample(keys[0], n)
     y = op(x0) + s * jax.random.normal(keys[1], (n,) + op.out_shape)
     a, keep = observed_rows(op, op.matrix())
     y_rows = y.reshape(n, -1)[:, keep]
-    post = jax.jit(lambda p, a, y: p.posterior(a, y, s))(prior, a, y_rows)
-    exact, floor_draw = jax.jit(lambda p: (p.sample(keys[2]), p.sample(keys[3])))(post)
+    post = jax.block_until_ready(jax.jit(lambda p, a, y: p.posterior(a, y, s))(prior, a, y_rows))
+    exact, floor_draw = jax.block_until_ready(
+        jax.jit(lambda p: (p.sample(keys[2]), p.sample(keys[3])))(post))
+    return y, y_rows, post, exact, floor_draw
+
+
+def run_problem(sde, prior, op, s, steps, particles, keys, posterior):
+    y, y_rows, post, exact, floor_draw = posterior
     floor, _ = distances(y_rows, floor_draw, post, exact, keys[5])
     score = prior.score_fn(sde)
     tweedie = jax.jit(lambda y: solve_inverse(sde, score, y, op, s, keys[4], num_steps=steps))
@@ -52,28 +68,43 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="bench/results/smc.json")
+    parser.add_argument("--problems", default="", help="only problems whose names contain one "
+                        "of these (comma-separated); their rows replace those of --out")
+    parser.add_argument("--noise_std", type=float, default=None,
+                        help="only this noise level (with --problems)")
     args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    only = [p for p in args.problems.split(",") if p]
+    chosen = lambda name, s: ((not only or any(p in name for p in only))
+                              and args.noise_std in (None, s))
+    rows = ([r for r in json.loads(out.read_text())["rows"]
+             if not chosen(r["problem"], r["noise_std"])] if only and out.is_file() else [])
     n, steps = (1000, 200) if args.quick else (2000, 500)
     particles = (1, 4, 16, 64) if args.quick else (1, 4, 16, 64, 256)
     keys = jax.random.split(jax.random.key(0), 6)
-    rows = []
     print(f"{'problem':24} {'s':>5} {'sde':3} {'method':8} {'K':>4} {'NFE':>7} {'SW2':>7} "
           f"{'floor':>6} {'rms/exact':>9} {'min ESS':>7} {'s/call':>7}")
     for name, prior, op, noises in problems(args.quick):
         for s in noises:
+            if not chosen(name, s):
+                continue
+            posterior = exact_posterior(prior, op, s, n, keys)
             for sde_name, sde in (("vp", VPSDE()), ("ve", VESDE())):
-                for r in run_problem(sde, prior, op, s, n, steps, particles, keys):
+                for r in run_problem(sde, prior, op, s, steps, particles, keys, posterior):
                     r.update(problem=name, noise_std=s, sde=sde_name, steps=steps)
                     rows.append(r)
                     print(f"{name:24} {s:5.2f} {sde_name:3} {r['method']:8} "
                           f"{r['particles']:4d} {r['total_nfe']:7d} {r['sliced_w2']:7.3f} "
                           f"{r['floor']:6.3f} {r['rms_ratio']:9.2f} {r['min_ess']:7.3f} "
                           f"{r['seconds']:7.2f}", flush=True)
-    out = pathlib.Path(args.out)
+            write(out, n, steps, rows)  # after each cell group: a hang loses only the current one
+    print(f"wrote {out}")
+
+
+def write(out: pathlib.Path, n, steps, rows):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"samples": n, "steps": steps, "backend": jax.default_backend(),
                                "rows": rows}, indent=1))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -15,5 +15,5 @@ from samplers.smc import smc_sample
 __all__ = ["pc_sample", "sde_sample", "ode_sample", "log_likelihood", "log_likelihood_probes",
            "bits_per_dim", "time_grid", "classifier_guidance", "classifier_free_guidance",
            "inpaint", "colorize", "super_resolve", "edit", "denoise", "posterior_mean",
-           "solve_inverse", "smc_solve", "smc_sample", "operators", "PREDICTORS", "CORRECTORS", "ODE_SOLVERS",
-           "SDE_SOLVERS", "FEW_STEP_SOLVERS", "TIME_GRIDS", "INVERSE_METHODS"]
+           "solve_inverse", "smc_solve", "smc_sample", "operators", "PREDICTORS", "CORRECTORS",
+           "ODE_SOLVERS", "SDE_SOLVERS", "FEW_STEP_SOLVERS", "TIME_GRIDS", "INVERSE_METHODS"]

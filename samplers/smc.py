@@ -1,5 +1,6 @@
-"""Sequential Monte Carlo for linear observations y = A x0 + noise_std n: K weighted particles per
-row of y whose law converges to the model's posterior as K grows.
+"""Sequential Monte Carlo: K weighted particles per row whose law converges to the model's
+posterior as K grows, for linear observations y = A x0 + noise_std n (`linear_smc`, behind
+`samplers.observe.smc_solve`) and for any likelihood of clean samples (`smc_sample`).
 
 The model. The reverse chain on a grid T = t_N > ... > t_0 = eps starts from the prior and steps
 by the Gaussian bridge of the forward process, x_{k-1} ~ q(x_{t_{k-1}} | x_{t_k}, x0 = x0_hat),
@@ -82,7 +83,8 @@ def _bridge(sde: SDE, x, x0, t, s):
     m_t, std_t, m_s, std_s = sde.mean_coeff(t), sde.std(t), sde.mean_coeff(s), sde.std(s)
     a = m_t / m_s
     b2 = jnp.square(std_t) - jnp.square(a * std_s)
-    mean = batch_mul(a * jnp.square(std_s / std_t), x) + batch_mul(m_s * b2 / jnp.square(std_t), x0)
+    mean = batch_mul(a * jnp.square(std_s / std_t), x) + batch_mul(m_s * b2 / jnp.square(std_t),
+                                                                   x0)
     return mean, jnp.square(std_s) * b2 / jnp.square(std_t)
 
 

@@ -61,7 +61,8 @@ def test_gram_solver_inverts_c1_plus_c2_a_a_transpose_on_the_range(make, x64):
 
 @pytest.mark.parametrize("sde, op, noise_std", [
     (VPSDE(), Mask.create(np.arange(12) < 6), 0.0),
-    (VESDE(), RandomProjection.create((12,), 4, 0), 0.2)], ids=["vp-mask-exact", "ve-projection-noisy"])
+    (VESDE(), RandomProjection.create((12,), 4, 0), 0.2)],
+    ids=["vp-mask-exact", "ve-projection-noisy"])
 def test_particles_bring_draws_to_the_exact_posterior(sde, op, noise_std):
     """The 12-D five-component mixture (bench/bench_fewstep.py), 500 observations, 100 steps,
     the exact score: one particle (the proposal alone) lands 4-6 times the floor away (two exact
