@@ -6,9 +6,10 @@ Exact pieces (with the exact score):
     sigma(t*) = noise_std the state m(t*) y is distributed exactly as x_t*. The reverse-time
     chain started there draws from p(x0 | y), and one Tweedie step there is E[x0 | y].
   * a Gaussian prior and any A: the guided score of method "tweedie" is then exact.
-Approximate, for other priors (their distance to the exact posterior of a Gaussian mixture is
-measured by bench/bench_observe.py, results in bench/results/observe.json), the four methods of
-`solve_inverse`:
+Consistent as its particles grow, for every prior: `solve_inverse`'s "smc" (`smc_solve`, the
+math in samplers/smc.py; bench/bench_smc.py). Approximate, for other priors (their distance to
+the exact posterior of a Gaussian mixture is measured by bench/bench_observe.py, results in
+bench/results/observe.json), the four other methods of `solve_inverse`:
   "tweedie"    guidance by log N(y; A E[x0 | x_t], noise_std^2 I + A Cov[x0 | x_t] A^T), with
                Tweedie's mean and covariance, Cov = std^2 / m dE[x0 | x_t]/dx_t (Boys et al.
                2023, TMPD); the system is solved by `cg_steps` conjugate-gradient steps, each one
