@@ -49,7 +49,7 @@ def times(*values):
 # order; the longest go first, so that the two workers finish together rather than one running
 # a long file alone at the end. Measured serial totals on 2 CPU cores, longest first.
 LONGEST_FILES = ("test_train.py", "test_observe.py", "test_distributed.py", "test_score_sde.py",
-                 "test_conditional.py", "test_reliability.py", "test_samplers.py",
+                 "test_conditional.py", "test_step.py", "test_reliability.py", "test_samplers.py",
                  "test_compare.py", "test_docs.py", "test_likelihood.py", "test_fewstep.py",
                  "test_tasks.py", "test_smc.py", "test_unet.py")
 
