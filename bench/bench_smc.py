@@ -1,6 +1,6 @@
 """Sequential Monte Carlo against the exact posterior as the particles grow: `smc_solve` on the
-Gaussian-mixture problems of bench_observe (exact scores), VP and VE, beside the default
-guided method at the same number of steps.
+Gaussian-mixture problems of bench_observe and the 2-D mixture with one coordinate observed
+(exact scores), VP and VE, beside the default guided method at the same number of steps.
 
 For each problem, noise level, SDE and K in the sweep: joint sliced W2 between (y, x) and
 (y, x_exact) beside the floor of two exact draw sets, the RMS distance to the exact posterior
@@ -8,13 +8,14 @@ mean over that of an exact draw (1 is right), the smallest effective sample size
 chain (a fraction of K), NFE per particle and in all, and the wall time of the compiled call.
 
     python -m bench.bench_smc            # writes bench/results/smc.json
-    python -m bench.bench_smc --quick    # the 12-D problems, fewer rows, K up to 64
-    python -m bench.bench_smc --quick --problems=projection --noise_std=0.2   # merged into --out
+    python -m bench.bench_smc --quick    # the 2-D and 12-D problems, fewer rows, K up to 64
+    python -m bench.bench_smc --quick --problems="12-D projection" --noise_std=0.2  # merged
 
-JAX 0.10.2's CPU runtime stopped, idle, inside the second exact-posterior program (LAPACK) of
-nearly every run here, with synchronous dispatch and with XLA_FLAGS=--xla_cpu_use_thunk_runtime=false
---xla_cpu_multi_thread_eigen=false alike; the first always finished. So the results are written
-after each problem and noise level, and each pair can run in a process of its own.
+JAX 0.10.2's CPU runtime stopped, idle, inside an exact-posterior program (LAPACK) in nearly
+every run here, mostly the second of a process, with synchronous dispatch and with
+XLA_FLAGS="--xla_cpu_use_thunk_runtime=false --xla_cpu_multi_thread_eigen=false" alike. So the
+results are written after each problem and noise level, and each pair can run in a process of
+its own.
 """
 import argparse
 import json
@@ -22,9 +23,13 @@ import pathlib
 
 import jax
 
+import numpy as np
+
 from bench.bench_observe import distances, observed_rows, problems, timed
 from samplers import solve_inverse
 from samplers.observe import smc_solve
+from samplers.operators import Mask
+from scorelab.data.toy import analytic_mixture
 from sde import VESDE, VPSDE
 
 # as bench_observe: JAX 0.10's CPU runtime has hung, idle, in the exact posterior's LAPACK
@@ -68,14 +73,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="bench/results/smc.json")
-    parser.add_argument("--problems", default="", help="only problems whose names contain one "
-                        "of these (comma-separated); their rows replace those of --out")
+    parser.add_argument("--problems", default="", help="only problems whose names start with "
+                        "one of these (comma-separated: '2-D', '12-D mask', 'image', ...); "
+                        "their rows replace those of --out")
     parser.add_argument("--noise_std", type=float, default=None,
                         help="only this noise level (with --problems)")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     only = [p for p in args.problems.split(",") if p]
-    chosen = lambda name, s: ((not only or any(p in name for p in only))
+    chosen = lambda name, s: ((not only or any(name.startswith(p) for p in only))
                               and args.noise_std in (None, s))
     rows = ([r for r in json.loads(out.read_text())["rows"]
              if not chosen(r["problem"], r["noise_std"])] if only and out.is_file() else [])
@@ -84,7 +90,9 @@ def main():
     keys = jax.random.split(jax.random.key(0), 6)
     print(f"{'problem':24} {'s':>5} {'sde':3} {'method':8} {'K':>4} {'NFE':>7} {'SW2':>7} "
           f"{'floor':>6} {'rms/exact':>9} {'min ESS':>7} {'s/call':>7}")
-    for name, prior, op, noises in problems(args.quick):
+    # the 2-D mixture with its second coordinate observed: which component is ambiguous
+    two_d = ("2-D mask 1/2", analytic_mixture(), Mask.create(np.array([False, True])), (0.0, 0.5))
+    for name, prior, op, noises in [two_d] + problems(args.quick):
         for s in noises:
             if not chosen(name, s):
                 continue
