@@ -25,7 +25,7 @@ from absl import logging
 
 import scorelab
 import scorelab.distributed
-from samplers import INVERSE_METHODS
+from samplers import INVERSE_METHODS, smc
 from scorelab.cli import Command, Flag, main
 from scorelab.compare import compare
 from scorelab.config import ConfigError
@@ -51,7 +51,7 @@ NOISE_STD = Flag("noise_std", "float", 0.1, "Observation noise std in pixel unit
 METHOD = Flag("method", "enum", DEFAULT_METHOD, "solve_inverse's method; auto is ddrm for "
               "operators with orthonormal rows, else tweedie.", ("auto", *INVERSE_METHODS))
 NUM_PARTICLES = Flag("num_particles", "integer", None, "Particles per image for --method=smc "
-                     "(default 16; each costs the chain's NFE).")
+                     f"(default {smc.NUM_PARTICLES}; each costs the chain's NFE).")
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
 HOSTS = (

@@ -80,14 +80,22 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def run_cell(sde, prior, op, s, method, steps, n, keys, cg_steps=4):
+def exact_posterior(prior, op, s, n, keys):
+    """(y, its observed rows, the exact posterior, two exact draw sets) for n draws of `prior`
+    observed through `op` with noise s. One compiled program each: eager LAPACK calls have hung
+    JAX 0.10's CPU runtime here."""
     x0 = prior.sample(keys[0], n)
     y = op(x0) + s * jax.random.normal(keys[1], (n,) + op.out_shape)
     a, keep = observed_rows(op, op.matrix())
     y_rows = y.reshape(n, -1)[:, keep]
-    # one compiled program: eager LAPACK calls have hung JAX 0.10's CPU runtime here
-    post = jax.jit(lambda p, a, y: p.posterior(a, y, s))(prior, a, y_rows)
-    exact, floor_draw = jax.jit(lambda p: (p.sample(keys[2]), p.sample(keys[3])))(post)
+    post = jax.block_until_ready(jax.jit(lambda p, a, y: p.posterior(a, y, s))(prior, a, y_rows))
+    exact, floor_draw = jax.block_until_ready(
+        jax.jit(lambda p: (p.sample(keys[2]), p.sample(keys[3])))(post))
+    return y, y_rows, post, exact, floor_draw
+
+
+def run_cell(sde, prior, op, s, method, steps, n, keys, cg_steps=4):
+    y, y_rows, post, exact, floor_draw = exact_posterior(prior, op, s, n, keys)
     score = prior.score_fn(sde)
     if method == "exact start":
         fn = jax.jit(lambda y: denoise(sde, score, y, s, keys[4], num_steps=steps))

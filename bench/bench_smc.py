@@ -25,7 +25,7 @@ import jax
 
 import numpy as np
 
-from bench.bench_observe import distances, observed_rows, problems, timed
+from bench.bench_observe import distances, exact_posterior, problems, timed
 from samplers import solve_inverse
 from samplers.observe import smc_solve
 from samplers.operators import Mask
@@ -37,20 +37,10 @@ from sde import VESDE, VPSDE
 jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
-def exact_posterior(prior, op, s, n, keys):
-    """(y, its observed rows, the exact posterior, two exact draw sets): once per problem and
-    noise level, shared by both SDEs (each LAPACK program is a chance for the hang above)."""
-    x0 = prior.sample(keys[0], n)
-    y = op(x0) + s * jax.random.normal(keys[1], (n,) + op.out_shape)
-    a, keep = observed_rows(op, op.matrix())
-    y_rows = y.reshape(n, -1)[:, keep]
-    post = jax.block_until_ready(jax.jit(lambda p, a, y: p.posterior(a, y, s))(prior, a, y_rows))
-    exact, floor_draw = jax.block_until_ready(
-        jax.jit(lambda p: (p.sample(keys[2]), p.sample(keys[3])))(post))
-    return y, y_rows, post, exact, floor_draw
-
-
 def run_problem(sde, prior, op, s, steps, particles, keys, posterior):
+    """The default guided method and SMC for each K, on `posterior` (bench_observe's
+    exact_posterior, computed once per problem and noise level for both SDEs: each LAPACK
+    program is a chance for the hang above)."""
     y, y_rows, post, exact, floor_draw = posterior
     floor, _ = distances(y_rows, floor_draw, post, exact, keys[5])
     score = prior.score_fn(sde)

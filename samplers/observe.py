@@ -42,7 +42,7 @@ import numpy as np
 from samplers.common import check_sampler_args, check_score, check_sde, tweedie_denoise
 from samplers.operators import BlockAverage, ChannelMean, Mask, Operator, as_operator, check_linear
 from samplers.pc import CORRECTORS, PREDICTORS, run_chain
-from samplers.smc import SMCResult, linear_smc
+from samplers.smc import NUM_PARTICLES, SMCResult, check_particle_args, linear_smc
 from sde import checks
 from sde.base import SDE, Batch, ScoreFn, batch_mul
 
@@ -306,16 +306,15 @@ def _check_operator(method, operator, y, shape) -> Operator:
 
 
 def smc_solve(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
-              num_particles=16, num_steps=None, eps=1e-3, ess_threshold=0.5) -> SMCResult:
+              num_particles=NUM_PARTICLES, num_steps=None, eps=1e-3,
+              ess_threshold=0.5) -> SMCResult:
     """Sequential Monte Carlo (`samplers.smc` has the math): `num_particles` particles per row
     of y = A x0 + noise_std n on a chain of `num_steps` bridge steps (default N) from T to eps,
     one draw per row; returns `SMCResult(x, nfe, ess)`, nfe = num_steps + 1 score evaluations
     per particle (num_particles x nfe in all) and the effective sample sizes along the chain.
     A: any linear operator or function, as for `solve_inverse` (method "smc" calls this).
     The score function is called on batch x num_particles rows at once."""
-    checks.check_int("num_particles", num_particles, low=1)
-    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
-    checks.check_number("ess_threshold", ess_threshold, low=0.0, high=1.0)
+    check_particle_args(num_particles, num_steps, ess_threshold)
     operator = _check_operator("smc", operator, y, shape)
     x_shape = (y.shape[0],) + tuple(operator.in_shape)
     check_sampler_args(sde, score_fn, x_shape, key, eps=eps, denoise=True)
@@ -332,7 +331,7 @@ def smc_solve(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape
 def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
                   method="tweedie", num_steps=None, eps=1e-3, cg_steps=4, eta=0.85,
                   predictor="reverse_diffusion", corrector="none", snr=0.16,
-                  n_corrector_steps=1, num_particles=16,
+                  n_corrector_steps=1, num_particles=NUM_PARTICLES,
                   ess_threshold=0.5) -> tuple[Batch, jax.Array]:
     """A draw from the model's posterior given y = A x0 + noise_std n; returns (x, nfe), x of
     shape (batch, *A.in_shape).

@@ -40,6 +40,16 @@ from sde import checks
 from sde.base import SDE, Batch, ScoreFn, batch_mul
 
 
+NUM_PARTICLES = 16  # the default of smc_sample, smc_solve and solve_inverse(method="smc")
+
+
+def check_particle_args(num_particles, num_steps, ess_threshold) -> None:
+    """The arguments both particle systems take, checked before any work."""
+    checks.check_int("num_particles", num_particles, low=1)
+    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
+    checks.check_number("ess_threshold", ess_threshold, low=0.0, high=1.0)
+
+
 class SMCResult(NamedTuple):
     """x: one draw per row of y; nfe: score evaluations per particle (the run costs K x nfe);
     ess: (num_steps + 1, batch) effective sample sizes, as fractions of K, before each
@@ -183,7 +193,7 @@ def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_
 
 
 def smc_sample(sde: SDE, score_fn: ScoreFn, log_likelihood: Callable[[Batch], jax.Array],
-               shape, key, *, num_particles=16, num_steps=None, eps=1e-3,
+               shape, key, *, num_particles=NUM_PARTICLES, num_steps=None, eps=1e-3,
                ess_threshold=0.5) -> SMCResult:
     """Draws from p(x0 | c) proportional to p(x0) exp(log_likelihood(x0)), for any
     `log_likelihood(x0) -> (batch,)` of clean samples (a class's log-probability under a
@@ -199,9 +209,7 @@ def smc_sample(sde: SDE, score_fn: ScoreFn, log_likelihood: Callable[[Batch], ja
     the mean at 4,096 particles, which this one does not show, so it is not used.) One score
     evaluation per step and particle: nfe = num_steps + 1 per particle. The likelihood sees
     rows of `shape` (vmapped over particles), so per-row conditions stay aligned."""
-    checks.check_int("num_particles", num_particles, low=1)
-    checks.check_int("num_steps", num_steps, low=1, allow_none=True)
-    checks.check_number("ess_threshold", ess_threshold, low=0.0, high=1.0)
+    check_particle_args(num_particles, num_steps, ess_threshold)
     shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=True)
     if not callable(log_likelihood):
         raise TypeError(f"log_likelihood must be a function of a batch of clean samples "

@@ -23,6 +23,7 @@ from samplers import (INVERSE_METHODS, colorize, denoise, inpaint, posterior_mea
                       super_resolve)
 from samplers.operators import (BlockAverage, ChannelMean, FourierSampling, GaussianBlur, Mask,
                                 RandomProjection)
+from samplers.smc import NUM_PARTICLES
 from scorelab import distributed
 from scorelab.build import score_fn_for
 from scorelab.commands import restore
@@ -147,13 +148,13 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
     """`task`'s observation of the model-space images x0, the noise std in model units;
     `method` is `solve_inverse`'s or "auto" (`_method_for`), `num_particles` SMC's (default
     16); denoising uses its exact start."""
-    shape, steps = x0.shape, {"num_steps": num_steps}
+    shape, options = x0.shape, {"num_steps": num_steps}
     if num_particles is not None:
-        steps["num_particles"] = num_particles
+        options["num_particles"] = num_particles
     if task == "complete":
         m = jnp.asarray(make_mask(mask, shape, seed))
         method = _method_for(Mask.create(m, shape[1:]), method)
-        return Observed(lambda sde, s: inpaint(sde, s, x0, m, key, method=method, **steps),
+        return Observed(lambda sde, s: inpaint(sde, s, x0, m, key, method=method, **options),
                         jnp.where(m, x0, 0.0), None, method)
     if task == "super-resolve":
         if shape[1] % factor or shape[2] % factor:
@@ -161,7 +162,7 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
         op = BlockAverage.create(shape[1:], factor)
         low, method = op(x0), _method_for(op, method)
         return Observed(lambda sde, s: super_resolve(sde, s, low, key, factor=factor,
-                                                     method=method, **steps),
+                                                     method=method, **options),
                         jnp.repeat(jnp.repeat(low, factor, 1), factor, 2), None, method)
     if task == "colorize":
         if shape[-1] != 3:
@@ -169,7 +170,7 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
                               f"channel(s)")
         op = ChannelMean.create(shape[1:])
         gray, method = op(x0), _method_for(op, method)
-        return Observed(lambda sde, s: colorize(sde, s, gray, key, method=method, **steps),
+        return Observed(lambda sde, s: colorize(sde, s, gray, key, method=method, **options),
                         jnp.repeat(gray, 3, -1), None, method)
     k_noise, _ = jax.random.split(jax.random.fold_in(key, 1))
     if task == "denoise":
@@ -186,7 +187,7 @@ def observe(task, x0, key, *, mask, factor, noise_std, operator, seed, num_steps
              else op.adjoint(y))
     method = _method_for(op, method)
     return Observed(lambda sde, s: solve_inverse(sde, s, y, op, noise_std, key, method=method,
-                                                 **steps),
+                                                 **options),
                     shown, None, method)
 
 
@@ -226,7 +227,7 @@ def run_task(workdir: pathlib.Path, task: str, *, num: int = 16, seed: int = 0, 
     seconds = time.perf_counter() - start  # compilation included
     truth = pixels(x0)
     figures = {"task": task, "step": step, "num": num, "nfe": int(nfe),
-               "method": method, **({"num_particles": num_particles or 16}
+               "method": method, **({"num_particles": num_particles or NUM_PARTICLES}
                                     if method == "smc" else {}),
                "conditioned_on_labels": labels is not None,
                "seconds": round(seconds, 2), "noise_std": noise_std if task in
