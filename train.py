@@ -30,7 +30,7 @@ from scorelab.cli import Command, Flag, main
 from scorelab.compare import compare
 from scorelab.config import ConfigError
 from scorelab.distributed import LaunchError
-from scorelab.inputs import impute, score
+from scorelab.inputs import IMPUTE_METHODS, impute, score
 from scorelab.sampling import SAMPLERS
 from scorelab.score_sde import import_score_sde
 from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
@@ -50,7 +50,7 @@ NOISE_STD = Flag("noise_std", "float", 0.1, "Observation noise std in pixel unit
                  "images.")
 METHOD = Flag("method", "enum", DEFAULT_METHOD, "solve_inverse's method; auto is ddrm for "
               "operators with orthonormal rows, else tweedie.", ("auto", *INVERSE_METHODS))
-NUM_PARTICLES = Flag("num_particles", "integer", None, "Particles per image for --method=smc "
+NUM_PARTICLES = Flag("num_particles", "integer", None, "Particles per image or row for --method=smc "
                      f"(default {smc.NUM_PARTICLES}; each costs the chain's NFE).")
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
@@ -140,9 +140,12 @@ COMMANDS = {
                        "missing."),
          Flag("output", "string", "", "The filled CSV."),
          Flag("draws", "integer", 8, "Draws averaged per empty cell (1: one posterior draw)."),
-         SEED, NUM_STEPS, *HOSTS),
+         Flag("method", "enum", "projection", "The conditional sampler: projection (one chain "
+              "per draw) or smc (--num_particles weighted chains per draw).", IMPUTE_METHODS),
+         NUM_PARTICLES, SEED, NUM_STEPS, *HOSTS),
         lambda f: impute(start(f), input=f.input, output=f.output, draws=f.draws, seed=f.seed,
-                         num_steps=f.num_steps)),
+                         num_steps=f.num_steps, method=f.method,
+                         num_particles=f.num_particles)),
     "score": Command(
         "Per-example negative log-likelihood (nats, and bits/dim for images) of a user's file.",
         (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, or an .npz of "

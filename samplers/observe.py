@@ -307,21 +307,22 @@ def _check_operator(method, operator, y, shape) -> Operator:
 
 def smc_solve(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, shape=None,
               num_particles=NUM_PARTICLES, num_steps=None, eps=1e-3,
-              ess_threshold=0.5) -> SMCResult:
+              ess_threshold=0.5, particle_chunk=None) -> SMCResult:
     """Sequential Monte Carlo (`samplers.smc` has the math): `num_particles` particles per row
     of y = A x0 + noise_std n on a chain of `num_steps` bridge steps (default N) from T to eps,
     one draw per row; returns `SMCResult(x, nfe, ess)`, nfe = num_steps + 1 score evaluations
     per particle (num_particles x nfe in all) and the effective sample sizes along the chain.
     A: any linear operator or function, as for `solve_inverse` (method "smc" calls this).
-    The score function is called on batch x num_particles rows at once."""
-    check_particle_args(num_particles, num_steps, ess_threshold)
+    The score function is called on batch x num_particles rows at once, or on batch x
+    `particle_chunk` rows at a time in a loop where memory does not hold them all."""
+    check_particle_args(num_particles, num_steps, ess_threshold, particle_chunk)
     operator = _check_operator("smc", operator, y, shape)
     x_shape = (y.shape[0],) + tuple(operator.in_shape)
     check_sampler_args(sde, score_fn, x_shape, key, eps=eps, denoise=True)
     s = _noise_std(sde, noise_std, y, representable=False)
     result = linear_smc(sde, score_fn, y, operator, s, key, num_particles=num_particles,
                         num_steps=sde.N if num_steps is None else num_steps, eps=eps,
-                        ess_threshold=ess_threshold)
+                        ess_threshold=ess_threshold, particle_chunk=particle_chunk)
     if operator.gram is None:
         return result
     return result._replace(x=jnp.where(_noiseless(s, result.x),
@@ -332,7 +333,7 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
                   method="tweedie", num_steps=None, eps=1e-3, cg_steps=4, eta=0.85,
                   predictor="reverse_diffusion", corrector="none", snr=0.16,
                   n_corrector_steps=1, num_particles=NUM_PARTICLES,
-                  ess_threshold=0.5) -> tuple[Batch, jax.Array]:
+                  ess_threshold=0.5, particle_chunk=None) -> tuple[Batch, jax.Array]:
     """A draw from the model's posterior given y = A x0 + noise_std n; returns (x, nfe), x of
     shape (batch, *A.in_shape).
 
@@ -352,7 +353,8 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
       "smc"         `num_particles` particles per row on the chain of bridge steps, weighted and
                     resampled (`smc_solve`): consistent for the model's posterior as
                     num_particles grows. Any linear A. 1 NFE per particle, num_particles NFE
-                    in all; `predictor` and `corrector` other than the defaults are refused.
+                    in all; `predictor` and `corrector` other than the defaults are refused;
+                    `particle_chunk` particles at a time through the score (default all).
     `predictor`, `corrector`, `snr` and `n_corrector_steps` are those of `pc_sample`; a run
     calls the score num_steps times in the predictor, num_steps n_corrector_steps times in a
     corrector (none for "none") and once for the final Tweedie step, so nfe is that count
@@ -371,7 +373,7 @@ def solve_inverse(sde: SDE, score_fn: ScoreFn, y, operator, noise_std, key, *, s
                              f"corrector={corrector!r}")
         x, nfe, _ = smc_solve(sde, score_fn, y, operator, noise_std, key, shape=shape,
                               num_particles=num_particles, num_steps=num_steps, eps=eps,
-                              ess_threshold=ess_threshold)
+                              ess_threshold=ess_threshold, particle_chunk=particle_chunk)
         return x, nfe
     if method == "ddrm" and predictor != "reverse_diffusion":
         raise ValueError(f"predictor={predictor!r} cannot be used with method='ddrm', which "

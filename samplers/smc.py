@@ -43,11 +43,22 @@ from sde.base import SDE, Batch, ScoreFn, batch_mul
 NUM_PARTICLES = 16  # the default of smc_sample, smc_solve and solve_inverse(method="smc")
 
 
-def check_particle_args(num_particles, num_steps, ess_threshold) -> None:
+def check_particle_args(num_particles, num_steps, ess_threshold,
+                        particle_chunk=None) -> None:
     """The arguments both particle systems take, checked before any work."""
     checks.check_int("num_particles", num_particles, low=1)
     checks.check_int("num_steps", num_steps, low=1, allow_none=True)
     checks.check_number("ess_threshold", ess_threshold, low=0.0, high=1.0)
+    checks.check_int("particle_chunk", particle_chunk, low=1, allow_none=True)
+
+
+def _over_particles(f, chunk):
+    """f(*args) mapped over the leading (particle) axis of every argument: vmapped over all K
+    at once (chunk None), or `chunk` particles at a time in a loop (`jax.lax.map`), so that the
+    score function sees chunk x batch rows and memory holds that many activations."""
+    if chunk is None:
+        return jax.vmap(f)
+    return lambda *args: jax.lax.map(lambda a: f(*a), args, batch_size=chunk)
 
 
 class SMCResult(NamedTuple):
@@ -111,11 +122,11 @@ def _ess(log_w):
     return 1 / jnp.sum(jnp.square(jax.nn.softmax(log_w, axis=0)), axis=0) / log_w.shape[0]
 
 
-def _run_particles(state, log_w, move, times, key, ess_threshold):
+def _run_particles(state, log_w, move, times, key, ess_threshold, chunk):
     """The particle loop shared by both systems: per step, resample the rows whose effective
     sample size is below `ess_threshold` (every leaf of the particle `state`, (K, batch, ...),
     follows its ancestors), then `move(state, t, s, key) -> (state, log-weight increment)`,
-    vmapped over K. Returns (state, log_w, ess per step)."""
+    over K (`_over_particles`). Returns (state, log_w, ess per step)."""
     k, b = log_w.shape
     full = lambda t: jnp.full((b,), t, times.dtype)
 
@@ -129,8 +140,9 @@ def _run_particles(state, log_w, move, times, key, ess_threshold):
         state = jax.tree_util.tree_map(lambda a: jnp.take_along_axis(
             a, ancestors.reshape(ancestors.shape + (1,) * (a.ndim - 2)), axis=0), state)
         log_w = jnp.where(resample, 0.0, log_w)
-        state, increment = jax.vmap(move, in_axes=(0, None, None, 0))(
-            state, full(ts[0]), full(ts[1]), jax.random.split(k_move, k))
+        state, increment = _over_particles(
+            lambda state, key: move(state, full(ts[0]), full(ts[1]), key), chunk)(
+            state, jax.random.split(k_move, k))
         return (state, log_w + increment, key), ess
 
     (state, log_w, _), ess = jax.lax.scan(step, (state, log_w, key),
@@ -145,12 +157,13 @@ def _pick(key, x0, log_w, ess) -> tuple[Batch, jax.Array]:
 
 
 def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_std, key, *,
-               num_particles: int, num_steps: int, eps: float,
-               ess_threshold: float) -> SMCResult:
+               num_particles: int, num_steps: int, eps: float, ess_threshold: float,
+               particle_chunk: int | None) -> SMCResult:
     """The particle system of the module docstring, for checked arguments: `operator` an
     `Operator`, `noise_std` of shape (batch,). `samplers.observe.smc_solve` is the public door.
     Particles are (K, batch, ...): the score function and the operator see batches whose rows
-    are y's rows (so per-row labels or masks bound in them stay aligned), vmapped over K."""
+    are y's rows (so per-row labels or masks bound in them stay aligned), mapped over K,
+    `particle_chunk` particles at a time (`_over_particles`)."""
     b, k = y.shape[0], num_particles
     x_shape = (b,) + tuple(operator.in_shape)
     var_y = jnp.square(noise_std)
@@ -180,8 +193,9 @@ def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_
     k_prior, k_run, k_pick = jax.random.split(key, 3)
     x = sde.prior_sampling(k_prior, (k,) + x_shape, y.dtype)
     log_w = jax.vmap(log_potential, in_axes=(0, None))(x, full(sde.T))
-    x, log_w, ess = _run_particles(x, log_w, move, times, k_run, ess_threshold)
-    x0 = jax.vmap(lambda x: tweedie_denoise(sde, score_fn, x, full(eps)))(x)
+    x, log_w, ess = _run_particles(x, log_w, move, times, k_run, ess_threshold, particle_chunk)
+    x0 = _over_particles(lambda x: tweedie_denoise(sde, score_fn, x, full(eps)),
+                         particle_chunk)(x)
 
     def final(x, x0):
         """The likelihood of the returned sample over the last potential (none for exact y)."""
@@ -194,7 +208,7 @@ def linear_smc(sde: SDE, score_fn: ScoreFn, y: Batch, operator: Operator, noise_
 
 def smc_sample(sde: SDE, score_fn: ScoreFn, log_likelihood: Callable[[Batch], jax.Array],
                shape, key, *, num_particles=NUM_PARTICLES, num_steps=None, eps=1e-3,
-               ess_threshold=0.5) -> SMCResult:
+               ess_threshold=0.5, particle_chunk=None) -> SMCResult:
     """Draws from p(x0 | c) proportional to p(x0) exp(log_likelihood(x0)), for any
     `log_likelihood(x0) -> (batch,)` of clean samples (a class's log-probability under a
     classifier of clean data, a measurement's log-likelihood): `num_particles` weighted particles
@@ -208,8 +222,9 @@ def smc_sample(sde: SDE, score_fn: ScoreFn, log_likelihood: Callable[[Batch], ja
     v grad log g_k; on the 2-D mixture's class posterior that version kept a bias of 0.045 in
     the mean at 4,096 particles, which this one does not show, so it is not used.) One score
     evaluation per step and particle: nfe = num_steps + 1 per particle. The likelihood sees
-    rows of `shape` (vmapped over particles), so per-row conditions stay aligned."""
-    check_particle_args(num_particles, num_steps, ess_threshold)
+    rows of `shape` (mapped over particles, `particle_chunk` at a time: default all), so
+    per-row conditions stay aligned."""
+    check_particle_args(num_particles, num_steps, ess_threshold, particle_chunk)
     shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=True)
     if not callable(log_likelihood):
         raise TypeError(f"log_likelihood must be a function of a batch of clean samples "
@@ -232,9 +247,9 @@ def smc_sample(sde: SDE, score_fn: ScoreFn, log_likelihood: Callable[[Batch], ja
 
     k_prior, k_run, k_pick = jax.random.split(key, 3)
     x = sde.prior_sampling(k_prior, (num_particles,) + shape, jnp.float32)
-    state = jax.vmap(evaluate, in_axes=(0, None))(x, full(sde.T))
+    state = _over_particles(lambda x: evaluate(x, full(sde.T)), particle_chunk)(x)
     (_, x0, log_g), log_w, ess = _run_particles(state, state[2], move, times, k_run,
-                                                ess_threshold)
+                                                ess_threshold, particle_chunk)
     # the returned sample's weight is its likelihood: undo the last twist's tempering
     x, ess = _pick(k_pick, x0, log_w + log_g * (1 / temper(full(eps)) - 1), ess)
     return SMCResult(x, jnp.int32(n + 1), ess)

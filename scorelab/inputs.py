@@ -3,10 +3,11 @@ table, `score` writes each example's negative log-likelihood (for anomaly detect
 
 impute: a table run (`data.name = "csv"`) reads the file with the run's saved columns and
 statistics (`table.json`), draws the missing cells of each row from the model given its
-observed cells (`samplers.inpaint`, exact on the observed entries) with the replacement
-method (`method="projection"`, one score evaluation per step: with the table MLP the guidance
-methods diverged, RMSE in the thousands of standard deviations), and writes every given cell
-back as the same text. `draws` > 1 writes the mean of that many draws per cell (the
+observed cells (`samplers.inpaint`, exact on the observed entries) and writes every given cell
+back as the same text. `method`: "projection" (the default: the replacement method, one score
+evaluation per step; with the table MLP the guidance methods diverged, RMSE in the thousands of
+standard deviations) or "smc" (`num_particles` weighted particles per draw, consistent for the
+model's conditional as they grow: `samplers.smc`; num_particles times the cost). `draws` > 1 writes the mean of that many draws per cell (the
 posterior mean's estimate, for the lowest squared error); `draws` = 1 writes one draw.
 
 score: bits/dim of uint8 images (an .npz with `images`, (n, H, W[, C])) or nats of the rows of
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from samplers import bits_per_dim, inpaint, log_likelihood
+from samplers.smc import NUM_PARTICLES
 from scorelab import distributed
 from scorelab.build import null_label, score_fn_for
 from scorelab.commands import restore
@@ -33,12 +35,24 @@ from scorelab.step import make_mesh
 from scorelab.workdir import TABLE_FILE
 
 
+IMPUTE_METHODS = ("projection", "smc")
+
+
 def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
-           num_steps: int | None = None, batch_size: int = 256) -> dict:
+           num_steps: int | None = None, batch_size: int = 256, method: str = "projection",
+           num_particles: int | None = None) -> dict:
     """Fills `input`'s empty cells into `output` (a new file; `input` is never written).
-    Returns {"rows", "filled_cells", "nfe"}."""
+    Returns {"rows", "filled_cells", "nfe", "method"} (nfe per draw, per particle for smc)."""
     if draws < 1:
         raise ConfigError(f"--draws must be >= 1, got {draws}")
+    if method not in IMPUTE_METHODS:
+        raise ConfigError(f"--method must be one of {list(IMPUTE_METHODS)}, got {method!r}")
+    if num_particles is not None and (method != "smc" or num_particles < 1):
+        raise ConfigError(f"--num_particles={num_particles} needs --method=smc and a value "
+                          f">= 1 (got --method={method})")
+    options = {"method": method}
+    if method == "smc":
+        options["num_particles"] = num_particles or NUM_PARTICLES
     if not output:
         raise ConfigError("--output is required: the CSV file to write")
     if pathlib.Path(output).resolve() == pathlib.Path(input).resolve():
@@ -54,7 +68,7 @@ def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
 
     def fill(y, mask, key):  # the mean of `draws` draws given the observed cells
         x, nfe = jax.vmap(lambda k: inpaint(run.sde, score, y, mask, k, num_steps=num_steps,
-                                            method="projection"))(jax.random.split(key, draws))
+                                            **options))(jax.random.split(key, draws))
         return jnp.mean(x, axis=0), nfe[0]
     fill, nfe = jax.jit(fill), 0
     filled = np.empty_like(y, np.float64)
@@ -70,9 +84,12 @@ def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
             cells[row][j] = f"{filled[i, j]:.6g}"
     if distributed.is_writer():
         tables.write(output, table.columns, cells)
+        particles = (f", {options['num_particles']} particles of NFE {int(nfe)} each"
+                     if method == "smc" else f", NFE {int(nfe)} each")
         print(f"filled {int(missing.sum())} empty cells in {len(rows)} of {len(cells)} rows "
-              f"(mean of {draws} draws, NFE {int(nfe)} each): {output}")
-    return {"rows": len(rows), "filled_cells": int(missing.sum()), "nfe": int(nfe)}
+              f"(method {method}: mean of {draws} draws{particles}): {output}")
+    return {"rows": len(rows), "filled_cells": int(missing.sum()), "nfe": int(nfe),
+            "method": method}
 
 
 def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 64) -> np.ndarray:

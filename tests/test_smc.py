@@ -107,6 +107,26 @@ def test_smc_through_inpaint_and_its_refusals(mixture):
     with pytest.raises(ValueError, match="num_particles"):
         smc_solve(sde, mixture.score_fn(sde), y, Mask.create(mask), 0.0, jax.random.key(1),
                   num_particles=0)
+    with pytest.raises(ValueError, match="particle_chunk"):
+        smc_solve(sde, mixture.score_fn(sde), y, Mask.create(mask), 0.0, jax.random.key(1),
+                  particle_chunk=0)
+
+
+@pytest.mark.parametrize("chunk", [2, 3])
+def test_particle_chunks_bound_the_score_batch_and_keep_the_draws(mixture, chunk):
+    """5 particles of 8 rows, `chunk` at a time (3 leaves a remainder of 2): the mixture score's
+    (particles, rows, components, 2) intermediates hold `chunk` particles, never all 5, and the
+    draws are those of all particles at once."""
+    sde, y = VPSDE(N=25), mixture.sample(jax.random.key(0), 8)
+    op, c = Mask.create(jnp.array([False, True])), len(mixture.weights)
+    run = lambda chunk: smc_solve(sde, mixture.score_fn(sde), op(y), op, 0.1, jax.random.key(1),
+                                  num_particles=5, particle_chunk=chunk)
+    program = lambda chunk: str(jax.make_jaxpr(lambda: run(chunk))())
+    assert f"f32[5,8,{c},2]" in program(None)
+    assert f"f32[5,8,{c},2]" not in program(chunk) and f"f32[{chunk},8,{c},2]" in program(chunk)
+    whole, part = run(None), run(chunk)
+    np.testing.assert_allclose(part.x, whole.x, atol=1e-5)
+    np.testing.assert_allclose(part.ess, whole.ess, atol=1e-5)
 
 
 def test_a_class_likelihood_of_the_tweedie_estimate_brings_draws_to_one_component(mixture):
