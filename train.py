@@ -50,8 +50,8 @@ NOISE_STD = Flag("noise_std", "float", 0.1, "Observation noise std in pixel unit
                  "images.")
 METHOD = Flag("method", "enum", DEFAULT_METHOD, "solve_inverse's method; auto is ddrm for "
               "operators with orthonormal rows, else tweedie.", ("auto", *INVERSE_METHODS))
-NUM_PARTICLES = Flag("num_particles", "integer", None, "Particles per image or row for --method=smc "
-                     f"(default {smc.NUM_PARTICLES}; each costs the chain's NFE).")
+NUM_PARTICLES = Flag("num_particles", "integer", None, "Particles per image or row for "
+                     f"--method=smc (default {smc.NUM_PARTICLES}; each costs the chain's NFE).")
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
 HOSTS = (
@@ -140,8 +140,10 @@ COMMANDS = {
                        "missing."),
          Flag("output", "string", "", "The filled CSV."),
          Flag("draws", "integer", 8, "Draws averaged per empty cell (1: one posterior draw)."),
-         Flag("method", "enum", "projection", "The conditional sampler: projection (one chain "
-              "per draw) or smc (--num_particles weighted chains per draw).", IMPUTE_METHODS),
+         Flag("method", "enum", "auto", "conditional (a run trained with "
+              "model.conditional_cells), projection (one chain per draw) or smc "
+              "(--num_particles weighted chains per draw); auto: the first that applies.",
+              IMPUTE_METHODS),
          NUM_PARTICLES, SEED, NUM_STEPS, *HOSTS),
         lambda f: impute(start(f), input=f.input, output=f.output, draws=f.draws, seed=f.seed,
                          num_steps=f.num_steps, method=f.method,

@@ -41,6 +41,9 @@ def get_config():
     # > 0: that share of training labels is replaced by a null label, so one network gives
     # the conditional and the unconditional score (classifier-free guidance).
     model.label_dropout = 0.0
+    # True: the network is conditioned on given cells (CSDI; the MLP): trained to predict a
+    # share of each row's observed cells from the rest (training.cell_masks), for `impute`.
+    model.conditional_cells = False
     # The U-Net's attributes (models/unet.py; every one is listed, at the DDPM++ cont. values
     # unless set here): a 180k-parameter DDPM++ for 8x8 images (its step time:
     # docs/benchmarks.md#training). The paper's CIFAR-10 networks are in configs/cifar10_*.py.
@@ -62,6 +65,9 @@ def get_config():
     training.likelihood_weighting = False  # lambda(t) = g(t)^2 (Song et al. 2021b)
     training.importance_sampling = False  # t ~ g^2 / std^2 (likelihood weighting only)
     training.eps = 1e-5  # smallest training time
+    # model.conditional_cells: which cells each row predicts (sde.target_cells): random |
+    # pattern (the missing cells of another row) | mixed (either, per row)
+    training.cell_masks = "random"
     training.log_every = 100
     training.eval_every = 2000  # held-out loss, samples, bits/dim (and at the end); 0: never
     training.checkpoint_every = 1000

@@ -17,7 +17,8 @@ from models.mlp import MLP
 from models.score import make_score_fn, make_score_sde_fn, time_conditioning
 from models.unet import NCSNpp
 from scorelab.config import ConfigError
-from sde import VESDE, VPSDE, discrete_dsm_loss, dsm_loss, noisy_classifier_loss, subVPSDE
+from sde import (CELL_MASKS, VESDE, VPSDE, discrete_dsm_loss, dsm_loss, noisy_classifier_loss,
+                 subVPSDE, target_cells)
 
 SDES = {"vpsde": VPSDE, "subvpsde": subVPSDE, "vesde": VESDE}
 # name -> (module, whether it takes images); its attributes are config.model.<name>.
@@ -73,6 +74,17 @@ def build_model(config, dataset):
                 else f"model.conditional_classes={m.conditional_classes}")
         raise ConfigError(f"{what} needs labels, but data.name={config.data.name!r} has none")
     kwargs = dict(m[m.name])
+    if m.conditional_cells:
+        if "conditional_cells" not in {f.name for f in dataclasses.fields(cls)}:
+            raise ConfigError(f"model.name={m.name!r} cannot be conditioned on given cells: "
+                              f"set model.conditional_cells=False (the MLP can)")
+        if m.conditional_classes:
+            raise ConfigError("model.conditional_cells and model.conditional_classes cannot be "
+                              "combined")
+        if config.training.cell_masks not in CELL_MASKS:
+            raise ConfigError(f"training.cell_masks must be one of {list(CELL_MASKS)}, got "
+                              f"{config.training.cell_masks!r}")
+        kwargs["conditional_cells"] = True
     if m.name in CLASSIFIERS:
         if m.conditional_classes:
             raise ConfigError("model.name='classifier' is not itself class-conditional: set "
@@ -135,32 +147,44 @@ def build_objective(config, sde, model):
     loss_fn, dropout = build_loss(config, sde), config.model.label_dropout
     conditional = bool(config.model.conditional_classes)
     missing = config.data.name in MISSING_VALUES
+    cells = config.model.conditional_cells and config.training.cell_masks
 
     def score_objective(params, x0, labels, key, *, dropout_key=None, precision="float32"):
         labels = labels if conditional else None  # a labelled data set, an unconditional model
-        kwargs = {}
+        kwargs, given = {}, None
         if missing:  # NaN cells: filled with the column mean (0) and left out of the loss
             kwargs["observed"] = jnp.isfinite(x0)
             x0 = jnp.where(kwargs["observed"], x0, 0.0)
+        if cells:  # CSDI: learn the score of target cells given the other observed ones
+            key, k_mask = jax.random.split(key)
+            observed = kwargs.get("observed", jnp.ones(x0.shape, bool))
+            kwargs["observed"] = target_cells(k_mask, observed, cells)
+            given = (x0, observed & ~kwargs["observed"])
         if dropout and dropout_key is not None:
             drop = jax.random.bernoulli(jax.random.fold_in(dropout_key, 1), dropout,
                                         labels.shape)
             labels = jnp.where(drop, null_label(config), labels)
-        score_fn = score_fn_for(config, model, sde, labels=labels, dropout_key=dropout_key,
-                                precision=precision)
+        score_fn = score_fn_for(config, model, sde, labels=labels, given=given,
+                                dropout_key=dropout_key, precision=precision)
         return loss_fn(score_fn, params, x0, key, **kwargs)
     return score_objective
 
 
-def score_fn_for(config, model, sde, *, labels=None, dropout_key=None, precision="float32"):
+def score_fn_for(config, model, sde, *, labels=None, given=None, dropout_key=None,
+                 precision="float32"):
     """`score_fn(params, x, t)` of the network (the parameterisation lives in models/score.py);
-    in training mode, with dropout drawn from `dropout_key`, when that key is given.
+    in training mode, with dropout drawn from `dropout_key`, when that key is given. `labels`
+    for a class-conditional network; `given` = (values, mask) for a `model.conditional_cells`
+    one: the score of the cells where mask is False given `values` where it is True (none: the
+    unconditional score).
 
     `precision="bfloat16"` runs the network in bfloat16: the float32 parameters and x are cast
     on the way in (gradients flow back to the float32 parameters through the cast), the time
     input stays float32, and the output is cast back to float32 before it becomes a score.
     """
     kwargs = {} if labels is None else {"labels": labels}
+    if given is not None:
+        kwargs.update(given_values=given[0], given_mask=given[1])
     if config.model.parameterization == "score_sde":  # an imported score_sde run
         return make_score_sde_fn(_apply(model, dropout_key, precision, kwargs), sde,
                                  **config.model.score_sde)

@@ -62,6 +62,8 @@ _ADDED = {
     "sampling.ode.time_grid": "uniform",
     "model.ncsnpp.conditional": True,
     "model.ncsnpp.norm_groups": None,
+    "model.conditional_cells": False,
+    "training.cell_masks": "random",
 }
 
 

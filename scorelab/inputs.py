@@ -3,12 +3,18 @@ table, `score` writes each example's negative log-likelihood (for anomaly detect
 
 impute: a table run (`data.name = "csv"`) reads the file with the run's saved columns and
 statistics (`table.json`), draws the missing cells of each row from the model given its
-observed cells (`samplers.inpaint`, exact on the observed entries) and writes every given cell
-back as the same text. `method`: "projection" (the default: the replacement method, one score
-evaluation per step; with the table MLP the guidance methods diverged, RMSE in the thousands of
-standard deviations) or "smc" (`num_particles` weighted particles per draw, consistent for the
-model's conditional as they grow: `samplers.smc`; num_particles times the cost). `draws` > 1 writes the mean of that many draws per cell (the
-posterior mean's estimate, for the lowest squared error); `draws` = 1 writes one draw.
+observed cells and writes every given cell back as the same text. `method`:
+  "conditional"  a run trained with `model.conditional_cells` (CSDI): its network is
+                 conditioned on the observed cells and sampled for the others by the reverse
+                 diffusion (one score evaluation per step); the default for such runs;
+  "projection"   an unconditional run inpainted by the replacement method (`samplers.inpaint`,
+                 one evaluation per step; with the table MLP the guidance methods diverged,
+                 RMSE in the thousands of standard deviations); the default otherwise;
+  "smc"          the unconditional score by sequential Monte Carlo, `num_particles` weighted
+                 particles per draw, consistent for the model's conditional as they grow
+                 (`samplers.smc`; num_particles times the cost).
+`draws` > 1 writes the mean of that many draws per cell (the posterior mean's estimate, for the
+lowest squared error); `draws` = 1 writes one draw.
 
 score: bits/dim of uint8 images (an .npz with `images`, (n, H, W[, C])) or nats of the rows of
 a CSV (in the file's units: the standardisation's log-determinant is added back), by the
@@ -16,12 +22,14 @@ probability-flow ODE (`samplers.log_likelihood`), in batches with a progress bar
 """
 import pathlib
 import sys
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from samplers import bits_per_dim, inpaint, log_likelihood
+from models.score import bind
+from samplers import bits_per_dim, inpaint, log_likelihood, pc_sample
 from samplers.smc import NUM_PARTICLES
 from scorelab import distributed
 from scorelab.build import null_label, score_fn_for
@@ -35,14 +43,76 @@ from scorelab.step import make_mesh
 from scorelab.workdir import TABLE_FILE
 
 
-IMPUTE_METHODS = ("projection", "smc")
+IMPUTE_METHODS = ("auto", "conditional", "projection", "smc")
 
 
 def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
-           num_steps: int | None = None, batch_size: int = 256, method: str = "projection",
+           num_steps: int | None = None, batch_size: int = 256, method: str = "auto",
            num_particles: int | None = None) -> dict:
-    """Fills `input`'s empty cells into `output` (a new file; `input` is never written).
-    Returns {"rows", "filled_cells", "nfe", "method"} (nfe per draw, per particle for smc)."""
+    """Fills `input`'s empty cells into `output` (a new file; `input` is never written) with
+    the mean of `draws` draws (`impute_draws`). Returns {"rows", "filled_cells", "nfe",
+    "method"} (nfe per draw, per particle for smc; method the one run, "auto" resolved)."""
+    if not output:
+        raise ConfigError("--output is required: the CSV file to write")
+    if pathlib.Path(output).resolve() == pathlib.Path(input).resolve():
+        raise ConfigError(f"--output={output} is the input file; write to a new file")
+    workdir = check_workdir(workdir)
+    _check_impute_args(draws, method, num_particles)
+    _, table = _read_table(workdir, input, "impute")
+    result = impute_draws(workdir, table.values, draws=draws, seed=seed, num_steps=num_steps,
+                          batch_size=batch_size, method=method, num_particles=num_particles)
+    missing = np.isnan(table.values)
+    filled = result.samples.mean(axis=0)
+    cells = [list(row) for row in table.cells]
+    for i, j in zip(*np.nonzero(missing)):
+        cells[i][j] = f"{filled[i, j]:.6g}"
+    rows = int(missing.any(axis=1).sum())
+    if distributed.is_writer():
+        tables.write(output, table.columns, cells)
+        particles = (f", {num_particles or NUM_PARTICLES} particles of NFE {result.nfe} each"
+                     if result.method == "smc" else f", NFE {result.nfe} each")
+        print(f"filled {int(missing.sum())} empty cells in {rows} of {len(cells)} rows "
+              f"(method {result.method}: mean of {draws} draws{particles}): {output}")
+    return {"rows": rows, "filled_cells": int(missing.sum()), "nfe": result.nfe,
+            "method": result.method}
+
+
+class Imputation(NamedTuple):
+    """samples: (draws, rows, columns) in the data's units, each observed cell its value;
+    method: the one run; nfe: score evaluations per draw (per particle for smc)."""
+    samples: np.ndarray
+    method: str
+    nfe: int
+
+
+def impute_draws(workdir, values: np.ndarray, *, draws: int = 8, seed: int = 0,
+                 num_steps: int | None = None, batch_size: int = 256, method: str = "auto",
+                 num_particles: int | None = None) -> Imputation:
+    """`draws` draws of the NaN cells of `values` (rows of the run's columns, in the data's
+    units) from the table run in `workdir`, given each row's other cells (the module docstring
+    has the methods); rows without NaN are returned as they are."""
+    _check_impute_args(draws, method, num_particles)
+    workdir = check_workdir(workdir)
+    stats = tables.Standardizer.load(workdir / TABLE_FILE)
+    enable_compilation_cache()
+    config, run, state, _ = restore(workdir, make_mesh())
+    method, draw = _imputer(config, run, state, method, num_steps, num_particles)
+    missing = np.isnan(values)
+    rows = np.flatnonzero(missing.any(axis=1))
+    y = np.nan_to_num(stats.to_model(values[rows]))
+    fill = jax.jit(jax.vmap(draw, in_axes=(None, None, 0)))  # over draws
+    samples, nfe = np.repeat(values[None].astype(np.float64), draws, axis=0), 0
+    for start in _progress(range(0, len(rows), batch_size), "imputing rows", batch_size,
+                           len(rows)):
+        part = slice(start, start + batch_size)
+        key = jax.random.fold_in(jax.random.key(seed), start)
+        x, nfe = fill(y[part], ~missing[rows][part], jax.random.split(key, draws))
+        filled = stats.to_data(np.asarray(x, np.float64))
+        samples[:, rows[part]] = np.where(missing[rows][part], filled, values[rows][part])
+    return Imputation(samples, method, int(np.asarray(nfe).reshape(-1)[0]))
+
+
+def _check_impute_args(draws, method, num_particles) -> None:
     if draws < 1:
         raise ConfigError(f"--draws must be >= 1, got {draws}")
     if method not in IMPUTE_METHODS:
@@ -50,46 +120,6 @@ def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
     if num_particles is not None and (method != "smc" or num_particles < 1):
         raise ConfigError(f"--num_particles={num_particles} needs --method=smc and a value "
                           f">= 1 (got --method={method})")
-    options = {"method": method}
-    if method == "smc":
-        options["num_particles"] = num_particles or NUM_PARTICLES
-    if not output:
-        raise ConfigError("--output is required: the CSV file to write")
-    if pathlib.Path(output).resolve() == pathlib.Path(input).resolve():
-        raise ConfigError(f"--output={output} is the input file; write to a new file")
-    workdir = check_workdir(workdir)
-    stats, table = _read_table(workdir, input, "impute")
-    enable_compilation_cache()
-    config, run, state, _ = restore(workdir, make_mesh())
-    score = _unconditional_score(config, run, state, "impute")
-    missing = np.isnan(table.values)
-    rows = np.flatnonzero(missing.any(axis=1))
-    y = np.nan_to_num(stats.to_model(table.values[rows]))
-
-    def fill(y, mask, key):  # the mean of `draws` draws given the observed cells
-        x, nfe = jax.vmap(lambda k: inpaint(run.sde, score, y, mask, k, num_steps=num_steps,
-                                            **options))(jax.random.split(key, draws))
-        return jnp.mean(x, axis=0), nfe[0]
-    fill, nfe = jax.jit(fill), 0
-    filled = np.empty_like(y, np.float64)
-    for start in _progress(range(0, len(rows), batch_size), "imputing rows", batch_size,
-                           len(rows)):
-        part = slice(start, start + batch_size)
-        x, nfe = fill(y[part], ~missing[rows][part], jax.random.fold_in(jax.random.key(seed),
-                                                                         start))
-        filled[part] = stats.to_data(x)
-    cells = [list(row) for row in table.cells]
-    for i, row in enumerate(rows):
-        for j in np.flatnonzero(missing[row]):
-            cells[row][j] = f"{filled[i, j]:.6g}"
-    if distributed.is_writer():
-        tables.write(output, table.columns, cells)
-        particles = (f", {options['num_particles']} particles of NFE {int(nfe)} each"
-                     if method == "smc" else f", NFE {int(nfe)} each")
-        print(f"filled {int(missing.sum())} empty cells in {len(rows)} of {len(cells)} rows "
-              f"(method {method}: mean of {draws} draws{particles}): {output}")
-    return {"rows": len(rows), "filled_cells": int(missing.sum()), "nfe": int(nfe),
-            "method": method}
 
 
 def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 64) -> np.ndarray:
@@ -131,6 +161,31 @@ def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 
                                               enumerate(values)])
         print(f"{unit} of {len(values)} examples (mean {values.mean():.4g}): {output}")
     return values
+
+
+def _imputer(config, run, state, method: str, num_steps, num_particles):
+    """(the method, `draw(y, mask, key) -> (x, nfe)`): one draw of each row's cells where mask is
+    False given y where it is True, x equal to y there."""
+    conditional = bool(config.model.conditional_cells)
+    if method == "auto":
+        method = "conditional" if conditional else "projection"
+    if method == "conditional":
+        if not conditional:
+            raise ConfigError("--method=conditional needs a run trained with "
+                              "model.conditional_cells=True; this one is unconditional (use "
+                              "projection or smc)")
+
+        def draw(y, mask, key):
+            score = bind(score_fn_for(config, run.model, run.sde, given=(y, mask)),
+                         state.ema_params)
+            x, nfe = pc_sample(run.sde, score, y.shape, key, corrector="none",
+                               num_steps=num_steps)
+            return jnp.where(mask, y, x), nfe
+        return method, draw
+    score = _unconditional_score(config, run, state, "impute")
+    options = {"num_particles": num_particles or NUM_PARTICLES} if method == "smc" else {}
+    return method, lambda y, mask, key: inpaint(run.sde, score, y, mask, key,
+                                                num_steps=num_steps, method=method, **options)
 
 
 def _read_table(workdir: pathlib.Path, input: str, command: str):

@@ -19,6 +19,8 @@ ParamScoreFn = Callable[[Any, Batch, Times], Batch]
 
 # Cells of the piecewise-constant proposal for importance sampling of t (see `_sample_time_is`).
 _IS_CELLS = 1024
+# How `target_cells` chooses the cells a conditional model learns to predict.
+CELL_MASKS = ("random", "pattern", "mixed")
 
 
 def dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *, eps: float = 1e-5,
@@ -72,6 +74,31 @@ def discrete_dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, 
     xt = batch_mul(m, x0) + batch_mul(std, z)
     score = score_fn(params, xt, i * (sde.T / (sde.N - 1)))
     return jnp.mean(_reduce(batch_mul(std, score) + z, reduce_mean, observed))
+
+
+def target_cells(key, observed: Batch, strategy: str = "random") -> Batch:
+    """The observed cells a model conditioned on the others learns to predict in each row
+    (bool, like `observed`); the rest of the row's observed cells are given. CSDI's strategies
+    (Tashiro et al. 2021, sec. 4.1):
+      "random"   a share r ~ U(0, 1) of the row's observed cells, round(r n_observed) of them
+                 drawn without replacement, so every amount of missingness is trained;
+      "pattern"  the observed cells that the previous row of the batch lacks (its missing
+                 pattern: the data's own missingness, for data that have it);
+      "mixed"    one of the two per row, with probability 1/2 each.
+    """
+    checks.check_choice("strategy", strategy, CELL_MASKS)
+    k_share, k_order, k_mix = jax.random.split(key, 3)
+    flat = observed.reshape(observed.shape[0], -1)
+    share = jax.random.uniform(k_share, (flat.shape[0], 1))
+    count = jnp.round(share * jnp.sum(flat, axis=-1, keepdims=True))
+    order = jnp.where(flat, jax.random.uniform(k_order, flat.shape), 2.0)  # unobserved last
+    chosen = jnp.argsort(jnp.argsort(order, axis=-1), axis=-1) < count
+    pattern = flat & ~jnp.roll(flat, 1, axis=0)
+    if strategy == "pattern":
+        chosen = pattern
+    elif strategy == "mixed":
+        chosen = jnp.where(jax.random.bernoulli(k_mix, 0.5, (flat.shape[0], 1)), chosen, pattern)
+    return chosen.reshape(observed.shape)
 
 
 def noisy_classifier_loss(sde: SDE, logits_fn: Callable, params, x0: Batch, labels, key, *,

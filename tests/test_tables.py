@@ -182,7 +182,8 @@ def test_score_writes_one_finite_nll_per_row(table_run):
     ("impute", dict(columns=["a", "b"]), "its columns do not match the run's 30 columns"),
     ("impute", dict(output="same"), "is the input file"),
     ("impute", dict(draws=0), "--draws must be >= 1"),
-    ("impute", dict(method="tweedie"), "--method must be one of ['projection', 'smc']"),
+    ("impute", dict(method="tweedie"), "--method must be one of ['auto', 'conditional', "),
+    ("impute", dict(method="conditional"), "needs a run trained with model.conditional_cells"),
     ("impute", dict(num_particles=4), "--num_particles=4 needs --method=smc"),
     ("score", dict(holes=True), "has empty cells; score needs complete rows"),
 ])
