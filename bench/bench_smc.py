@@ -1,14 +1,20 @@
 """Sequential Monte Carlo against the exact posterior as the particles grow: `smc_solve` on the
 Gaussian-mixture problems of bench_observe and the 2-D mixture with one coordinate observed
-(exact scores), VP and VE, beside the default guided method at the same number of steps.
+(exact scores), VP and VE, beside the default guided method at the same number of steps; and
+`smc_sample` with a class as the condition ("class" rows: the 2-D mixture's lighter component
+and the 12-D mixture's lightest, through log p(k | x0) of the clean mixture, whose exact
+conditional is that component's Gaussian).
 
 For each problem, noise level, SDE and K in the sweep: joint sliced W2 between (y, x) and
 (y, x_exact) beside the floor of two exact draw sets, the RMS distance to the exact posterior
 mean over that of an exact draw (1 is right), the smallest effective sample size along the
 chain (a fraction of K), NFE per particle and in all, and the wall time of the compiled call.
+Class rows: sliced W2 of x to exact component draws, the RMS ratio about the component's mean,
+and the share of draws whose most likely component is the target (share).
 
     python -m bench.bench_smc            # writes bench/results/smc.json
     python -m bench.bench_smc --quick    # the 2-D and 12-D problems, fewer rows, K up to 64
+    python -m bench.bench_smc --quick --problems="image block"   # that problem, quick settings
     python -m bench.bench_smc --quick --problems="12-D projection" --noise_std=0.2  # merged
 
 JAX 0.10.2's CPU runtime stopped, idle, inside an exact-posterior program (LAPACK) in nearly
@@ -22,15 +28,17 @@ import json
 import pathlib
 
 import jax
-
+import jax.numpy as jnp
 import numpy as np
 
+from bench.bench_fewstep import mixture_12d
 from bench.bench_observe import distances, exact_posterior, problems, timed
-from samplers import solve_inverse
+from samplers import smc_sample, solve_inverse
 from samplers.observe import smc_solve
 from samplers.operators import Mask
 from scorelab.data.toy import analytic_mixture
-from sde import VESDE, VPSDE
+from scorelab.metrics import sliced_wasserstein
+from sde import VESDE, VPSDE, GaussianMixture
 
 # as bench_observe: JAX 0.10's CPU runtime has hung, idle, in the exact posterior's LAPACK
 # programs when they were dispatched asynchronously
@@ -59,6 +67,26 @@ def run_problem(sde, prior, op, s, steps, particles, keys, posterior):
                    rms_ratio=spread, min_ess=float(result.ess.min()), seconds=seconds)
 
 
+def run_class(sde, prior, k, n, steps, particles, keys):
+    """`smc_sample` with log p(k | x0) of the clean mixture as the likelihood, against exact
+    draws of component k."""
+    component = GaussianMixture.create([1.0], prior.means[k:k + 1], prior.stds[k:k + 1])
+    exact, floor_draw = component.sample(keys[2], n), component.sample(keys[3], n)
+    flat = lambda v: v.reshape(n, -1)
+    sw = lambda u: float(sliced_wasserstein(flat(u), flat(exact), keys[5], num_projections=512))
+    rms = lambda v: float(jnp.sqrt(jnp.mean(jnp.sum(jnp.square(flat(v - prior.means[k])), -1))))
+    log_lik = lambda x0: jax.nn.log_softmax(prior._log_joint(x0, None, None), -1)[:, k]
+    for p in particles:
+        run = jax.jit(lambda key: smc_sample(sde, prior.score_fn(sde), log_lik,
+                                             (n,) + prior.data_shape, key, num_particles=p,
+                                             num_steps=steps))
+        result, seconds = timed(run, keys[4])
+        share = float(jnp.mean(jnp.argmax(prior.responsibilities(result.x), -1) == k))
+        yield dict(method="smc", particles=p, nfe=int(result.nfe), total_nfe=p * int(result.nfe),
+                   sliced_w2=sw(result.x), floor=sw(floor_draw), rms_ratio=rms(result.x) /
+                   rms(exact), share=share, min_ess=float(result.ess.min()), seconds=seconds)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -82,7 +110,20 @@ def main():
           f"{'floor':>6} {'rms/exact':>9} {'min ESS':>7} {'s/call':>7}")
     # the 2-D mixture with its second coordinate observed: which component is ambiguous
     two_d = ("2-D mask 1/2", analytic_mixture(), Mask.create(np.array([False, True])), (0.0, 0.5))
-    for name, prior, op, noises in [two_d] + problems(args.quick):
+    for name, prior, k in (("class 2-D", analytic_mixture(), 0), ("class 12-D", mixture_12d(), 0)):
+        if not chosen(name, 0.0):
+            continue
+        for sde_name, sde in (("vp", VPSDE()), ("ve", VESDE())):
+            for r in run_class(sde, prior, k, n, steps, particles, keys):
+                r.update(problem=name, noise_std=0.0, sde=sde_name, steps=steps)
+                rows.append(r)
+                print(f"{name:24} {'':5} {sde_name:3} {'smc':8} {r['particles']:4d} "
+                      f"{r['total_nfe']:7d} {r['sliced_w2']:7.3f} {r['floor']:6.3f} "
+                      f"{r['rms_ratio']:9.2f} {r['min_ess']:7.3f} {r['seconds']:7.2f} "
+                      f"share {r['share']:.3f}", flush=True)
+        write(out, n, steps, rows)
+    # --quick: the 2-D and 12-D problems, unless --problems names others
+    for name, prior, op, noises in [two_d] + problems(args.quick and not only):
         for s in noises:
             if not chosen(name, s):
                 continue
