@@ -53,9 +53,13 @@ class Evaluator:
         num = max(self.num_saved, config.eval.num_metric_samples if dataset.metrics else 0)
         self.sample = make_sample_fn(config, model, sde, num, dataset.data_shape, mesh)
 
-        self.num_ll = min(config.eval.num_likelihood, len(dataset.test))
+        # complete rows: a table's held-out rows may have missing cells, which have no density
+        complete = np.flatnonzero(np.isfinite(dataset.test.reshape(len(dataset.test), -1))
+                                  .all(axis=1))
+        self.num_ll = min(config.eval.num_likelihood, len(complete))
         if self.num_ll:
-            rows = np.minimum(np.arange(-(-self.num_ll // devices) * devices), self.num_ll - 1)
+            rows = complete[np.minimum(np.arange(-(-self.num_ll // devices) * devices),
+                                       self.num_ll - 1)]
             self.ll_batch = shard_batch({"x": dataset.test[rows], "labels": (
                 dataset.test_labels[rows] if conditional else None)}, mesh)
 

@@ -41,6 +41,10 @@ def test_missing_cells_are_nan_and_stay_out_of_the_training_statistics(tmp_path)
     rows = np.concatenate([train, test])
     observed = stats.to_data(rows)
     assert set(observed[:, 0][~np.isnan(observed[:, 0])].round(6)) <= {1, 3, 5, 7}
+    # no complete row (many missing cells): 10% of all rows are held out, holes and all
+    write_rows(path, ["a", "b"], [[str(i), ""] if i % 2 else ["", str(i)] for i in range(40)])
+    train, test, _ = tables.load_csv(str(path))
+    assert len(test) == 4 and len(train) == 36 and np.isnan(test).sum() == 4
     with pytest.raises(ValueError, match="line 3, column 'b': 'x' is not a number"):
         write_rows(path, ["a", "b"], [["1", "2"], ["3", "x"]])
         tables.read(path)

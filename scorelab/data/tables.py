@@ -114,15 +114,18 @@ class Standardizer:
 
 def load_csv(path: str = "", test_fraction: float = 0.1):
     """(train, test, standardizer): standardised float32 rows (NaN where missing). The test
-    rows are a fixed 10% of the complete rows (so held-out losses and likelihoods need no
-    missing-value handling); every other row, complete or not, is for training."""
+    rows are a fixed 10% of the complete rows, or, where fewer than two rows are complete
+    (many missing cells), 10% of all rows (held-out losses leave missing cells out, and
+    likelihoods use the complete rows); every other row is for training."""
     table = read(path or BUNDLED)
     values = table.values[~np.isnan(table.values).all(axis=1)]
     complete = np.flatnonzero(~np.isnan(values).any(axis=1))
-    n_test = max(1, int(round(test_fraction * len(complete))))
     if len(complete) < 2:
-        raise ValueError(f"data.path={str(path or BUNDLED)!r}: needs at least 2 complete rows "
-                         f"(one held out), has {len(complete)}")
+        complete = np.arange(len(values))
+    if len(values) < 2:
+        raise ValueError(f"data.path={str(path or BUNDLED)!r}: needs at least 2 rows with a "
+                         f"value (one held out), has {len(values)}")
+    n_test = max(1, int(round(test_fraction * len(complete))))
     test = np.random.default_rng(0).permutation(complete)[:n_test]
     train = np.setdiff1d(np.arange(len(values)), test)
     stats = Standardizer.fit(table.columns, values[train])
