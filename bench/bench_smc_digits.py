@@ -11,6 +11,13 @@ and over the observed pixels (the latter 0: observed pixels are kept exactly).
 
     python train.py                                      # the default run (runs/default)
     python -m bench.bench_smc_digits --workdir=runs/default
+
+With --sweep, no figure: one draw for each of `--digits` held-out digits, by SMC for each K of
+--particles_sweep at --num_steps, and by DDRM and Tweedie guidance at the same total NFE (their
+steps raised to K (num_steps + 1) NFE); PSNR of the draws and the classifier's accuracy on them,
+into `--out`_sweep.json.
+
+    python -m bench.bench_smc_digits --workdir=runs/default --sweep --digits=64
 """
 import argparse
 import json
@@ -39,8 +46,12 @@ def main():
     parser.add_argument("--particles", type=int, default=16)
     parser.add_argument("--num_steps", type=int, default=200)
     parser.add_argument("--out", default="bench/results/smc_digits")
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--particles_sweep", default="1,4,16,64")
     args = parser.parse_args()
     config, run, state, step = restore(pathlib.Path(args.workdir).resolve(), make_mesh())
+    if args.sweep:
+        return sweep(args, config, run, state, step)
     centered = config.data.centered
     x0 = preprocess(jnp.asarray(run.dataset.test[:args.digits]), jax.random.key(0),
                     is_image=True, centered=centered)
@@ -87,6 +98,40 @@ def main():
     save_png(grid, out.with_suffix(".png"))
     out.with_suffix(".json").write_text(json.dumps(figures, indent=1))
     print(f"wrote {out}.png and {out}.json")
+
+
+def sweep(args, config, run, state, step):
+    """PSNR and accuracy of one draw per digit against K, beside the guided methods at equal
+    total NFE (the module docstring)."""
+    centered = config.data.centered
+    x0 = preprocess(jnp.asarray(run.dataset.test[:args.digits]), jax.random.key(0),
+                    is_image=True, centered=centered)
+    labels = run.dataset.test_labels[:args.digits]
+    mask = jnp.asarray(make_mask("half", x0.shape, 0))
+    score = bind(score_fn_for(config, run.model, run.sde), state.ema_params)
+    pixels = lambda a: np.asarray(to_uint8(a, centered=centered), np.float64) / 255
+    per_step = {"ddrm": 1, "tweedie": 6}  # NFE per step (Tweedie guidance: 4 CG steps)
+    rows = []
+    print(f"{'K':>4} {'method':8} {'steps':>6} {'NFE':>7} {'PSNR':>6} {'accuracy':>8}")
+    for k in (int(v) for v in args.particles_sweep.split(",")):
+        budget = k * (args.num_steps + 1)
+        runs = [("smc", args.num_steps, dict(method="smc", num_particles=k))]
+        runs += [(m, max(1, budget // per_step[m] - 1), dict(method=m)) for m in per_step]
+        for name, steps, options in runs:
+            x, nfe = jax.jit(lambda y: inpaint(run.sde, score, y, mask, jax.random.key(1),
+                                               num_steps=steps, **options))(x0 * mask)
+            total = int(nfe) * options.get("num_particles", 1)
+            row = dict(particles=k, method=name, num_steps=steps, total_nfe=total,
+                       psnr=psnr(pixels(x), pixels(x0)),
+                       accuracy=class_accuracy(x, labels, run.dataset, centered=centered))
+            rows.append(row)
+            print(f"{k:4d} {name:8} {steps:6d} {total:7d} {row['psnr']:6.2f} "
+                  f"{row['accuracy']:8.3f}", flush=True)
+    out = pathlib.Path(args.out + "_sweep.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"step": step, "workdir": args.workdir, "digits": args.digits,
+                               "mask": "half", "rows": rows}, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
