@@ -39,6 +39,7 @@ from scorelab.config import ConfigError
 from scorelab.data import tables
 from scorelab.loop import check_workdir
 from scorelab.progress import Progress
+from scorelab.tasks import check_num_particles
 from scorelab.step import make_mesh
 from scorelab.workdir import TABLE_FILE
 
@@ -117,9 +118,7 @@ def _check_impute_args(draws, method, num_particles) -> None:
         raise ConfigError(f"--draws must be >= 1, got {draws}")
     if method not in IMPUTE_METHODS:
         raise ConfigError(f"--method must be one of {list(IMPUTE_METHODS)}, got {method!r}")
-    if num_particles is not None and (method != "smc" or num_particles < 1):
-        raise ConfigError(f"--num_particles={num_particles} needs --method=smc and a value "
-                          f">= 1 (got --method={method})")
+    check_num_particles(method, num_particles)
 
 
 def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 64) -> np.ndarray:

@@ -46,13 +46,18 @@ MASKS = ("center", "half", "random")
 
 # ---- checks of the command line, before anything is loaded ----
 
+def check_num_particles(method, num_particles) -> None:
+    """--num_particles, of the commands that take --method=smc (the tasks and impute)."""
+    if num_particles is not None and (method != "smc" or num_particles < 1):
+        raise ConfigError(f"--num_particles={num_particles} needs --method=smc and a value "
+                          f">= 1 (got --method={method})")
+
+
 def check_task_args(task, *, num, mask, factor, noise_std, operator, num_steps,
                     method=DEFAULT_METHOD, num_particles=None):
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {list(METHODS)}, got {method!r}")
-    if num_particles is not None and (method != "smc" or num_particles < 1):
-        raise ConfigError(f"--num_particles={num_particles} needs --method=smc and a value "
-                          f">= 1 (got --method={method})")
+    check_num_particles(method, num_particles)
     if task not in TASKS:
         raise ConfigError(f"command must be one of {list(TASKS)}, got {task!r}")
     if num < 1:
