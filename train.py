@@ -144,10 +144,12 @@ COMMANDS = {
               "model.conditional_cells), projection (one chain per draw) or smc "
               "(--num_particles weighted chains per draw); auto: the first that applies.",
               IMPUTE_METHODS),
+         Flag("quantiles", "string", "", "Also write the draws' quantiles per empty cell, "
+              "e.g. 0.05,0.95: one file each, OUTPUT_q0.05.csv."),
          NUM_PARTICLES, SEED, NUM_STEPS, *HOSTS),
         lambda f: impute(start(f), input=f.input, output=f.output, draws=f.draws, seed=f.seed,
                          num_steps=f.num_steps, method=f.method,
-                         num_particles=f.num_particles)),
+                         num_particles=f.num_particles, quantiles=f.quantiles)),
     "score": Command(
         "Per-example negative log-likelihood (nats, and bits/dim for images) of a user's file.",
         (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, or an .npz of "

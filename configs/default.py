@@ -50,7 +50,7 @@ def get_config():
     model.ncsnpp = ml_collections.ConfigDict(unet.ddpmpp_config(
         nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
     # The MLP's attributes (models/mlp.py), used when model.name == "mlp".
-    model.mlp = ml_collections.ConfigDict(dict(hidden=128, depth=3, embed_dim=64))
+    model.mlp = ml_collections.ConfigDict(dict(hidden=128, depth=3, embed_dim=64, dropout=0.0))
     # The noise-conditional classifier's attributes (models/classifier.py), used when
     # model.name == "classifier": the run then trains log p_t(y | x_t) for classifier guidance.
     model.classifier = ml_collections.ConfigDict(dict(
@@ -71,6 +71,10 @@ def get_config():
     training.log_every = 100
     training.eval_every = 2000  # held-out loss, samples, bits/dim (and at the end); 0: never
     training.checkpoint_every = 1000
+    # > 0: every that many steps the held-out loss (the same noise each time) is computed, and
+    # the EMA parameters of the lowest so far are kept in <workdir>/best for every command
+    # that reads the run (model selection, as early stopping would; for small tables)
+    training.select_every = 0
     training.max_to_keep = 2
     # float32 | bfloat16: the train step's network compute; parameters, optimiser state, EMA,
     # loss and checkpoints stay float32, and evaluation and sampling run in float32.

@@ -22,6 +22,7 @@ class MLP(nn.Module):
     hidden: int = 128
     depth: int = 3
     embed_dim: int = 64
+    dropout: float = 0.0  # in each residual branch, in training
     conditional_cells: bool = False
 
     @nn.compact
@@ -44,5 +45,6 @@ class MLP(nn.Module):
         emb = nn.Dense(self.hidden)(nn.silu(nn.Dense(self.hidden)(emb))).astype(x.dtype)
         h = nn.Dense(self.hidden)(h)
         for _ in range(self.depth):
-            h = h + nn.Dense(self.hidden)(nn.silu(h + emb))
+            branch = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h + emb))
+            h = h + nn.Dense(self.hidden)(branch)
         return nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros)(nn.silu(h))

@@ -129,11 +129,12 @@ def build_loss(config, sde):
     raise ConfigError(f"training.loss must be one of {list(LOSSES)}, got {t.loss!r}")
 
 
-def build_objective(config, sde, model):
+def build_objective(config, sde, model, columns=None):
     """`objective(params, x0, labels, key, *, dropout_key=None, precision="float32")`, the
     scalar a run minimises: the DSM loss of a score model, or a classifier's cross-entropy on
     noised data. `dropout_key` (training) turns on the network's dropout and, for a model with
-    `model.label_dropout`, replaces that share of the labels by the null label."""
+    `model.label_dropout`, replaces that share of the labels by the null label. `columns`: a
+    table's column of each entry where a column spans several (`Standardizer.dim_columns`)."""
     if is_classifier(config):
         eps = config.training.eps
 
@@ -158,7 +159,7 @@ def build_objective(config, sde, model):
         if cells:  # CSDI: learn the score of target cells given the other observed ones
             key, k_mask = jax.random.split(key)
             observed = kwargs.get("observed", jnp.ones(x0.shape, bool))
-            kwargs["observed"] = target_cells(k_mask, observed, cells)
+            kwargs["observed"] = target_cells(k_mask, observed, cells, columns)
             given = (x0, observed & ~kwargs["observed"])
         if dropout and dropout_key is not None:
             drop = jax.random.bernoulli(jax.random.fold_in(dropout_key, 1), dropout,

@@ -21,12 +21,14 @@ from scorelab.metrics.classifier import class_accuracy
 from scorelab.pictures import save_samples
 from scorelab.sampling import make_sample_fn
 from scorelab.step import make_mesh, replicated
-from scorelab.workdir import checkpoint_manager, read_config, restore_latest_valid
+from scorelab.workdir import checkpoint_manager, read_config, restore_best, \
+    restore_latest_valid
 
 
 def restore(workdir: pathlib.Path, mesh, *, method: str = ""):
     """(config, Run, state, step) of the newest valid checkpoint in `workdir`, replicated over
-    `mesh`, with the sampler switched to `method` when given (and checked)."""
+    `mesh`, with the sampler switched to `method` when given (and checked). A run with model
+    selection (`training.select_every`) gives its best EMA parameters, and their step."""
     config = read_config(workdir)
     if method:
         config.sampling.method = method
@@ -36,6 +38,11 @@ def restore(workdir: pathlib.Path, mesh, *, method: str = ""):
                                        resuming=False)
     if state is None:
         raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint")
+    best, best_step = restore_best(workdir, replicated(run.abstract.ema_params, mesh))
+    if best is not None:
+        if distributed.is_writer():
+            print(f"using the EMA parameters of lowest held-out loss, step {best_step}")
+        state, step = state.replace(ema_params=best), best_step
     return config, run, state, step
 
 

@@ -12,7 +12,8 @@ from models.unet import ddpmpp_config
 
 # Fields that may change between the runs of one workdir (they do not change the trajectory).
 RESUMABLE_CHANGES = ("training.n_steps", "training.log_every", "training.eval_every",
-                     "training.checkpoint_every", "training.max_to_keep", "sampling", "eval")
+                     "training.checkpoint_every", "training.max_to_keep",
+                     "training.select_every", "sampling", "eval")
 
 PRECISIONS = ("float32", "bfloat16")  # the train step's compute dtype
 
@@ -27,9 +28,10 @@ def check_training(config, num_devices: int) -> None:
     for name in ("batch_size", "n_steps", "log_every", "checkpoint_every", "max_to_keep"):
         if not isinstance(t[name], int) or t[name] < 1:
             raise ConfigError(f"training.{name} must be a positive integer, got {t[name]!r}")
-    if not isinstance(t.eval_every, int) or t.eval_every < 0:
-        raise ConfigError(f"training.eval_every must be a positive integer, or 0 for no "
-                          f"evaluation, got {t.eval_every!r}")
+    for name, what in (("eval_every", "evaluation"), ("select_every", "model selection")):
+        if not isinstance(t[name], int) or t[name] < 0:
+            raise ConfigError(f"training.{name} must be a positive integer, or 0 for no "
+                              f"{what}, got {t[name]!r}")
     if t.batch_size % num_devices:
         raise ConfigError(f"training.batch_size={t.batch_size} must be divisible by the number "
                           f"of devices ({num_devices})")
@@ -64,6 +66,8 @@ _ADDED = {
     "model.ncsnpp.norm_groups": None,
     "model.conditional_cells": False,
     "training.cell_masks": "random",
+    "training.select_every": 0,
+    "model.mlp.dropout": 0.0,
 }
 
 

@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from models.score import bind
@@ -22,6 +23,7 @@ from scorelab.metrics import METRICS
 from scorelab.pictures import save_samples
 from sde import batch_mul
 from scorelab.sampling import make_sample_fn
+from scorelab.workdir import best_manager, restore_best
 
 
 def say(message: str) -> None:
@@ -147,15 +149,47 @@ def make_evaluator(config, run, workdir: pathlib.Path, mesh):
     return cls(config, run, workdir, mesh)
 
 
+class Selection:
+    """Model selection by held-out loss (`training.select_every`): `selection(params, step)`
+    computes the held-out loss of the EMA parameters with the same times, noise and cell masks
+    at every call (common random numbers: differences come from the parameters), over the
+    held-out batch repeated to at least 1,024 examples, and keeps the parameters of the lowest
+    so far in <workdir>/best. A resumed run first recomputes the loss of the kept ones."""
+
+    MIN_EXAMPLES = 1024
+
+    def __init__(self, config, run, workdir: pathlib.Path, mesh, abstract_params):
+        self.test, loss = held_out_loss(config, run, mesh)
+        repeats = -(-self.MIN_EXAMPLES // len(self.test["x"]))
+        keys = jax.random.split(jax.random.key(config.seed + 2), repeats)
+        self.loss = jax.jit(lambda params, x, labels: jax.lax.map(
+            lambda k: loss(params, x, labels, k), keys).mean())
+        self.manager = best_manager(workdir)
+        params, self.step = restore_best(workdir, abstract_params)
+        self.best = np.inf if params is None else self._loss(params)
+
+    def _loss(self, params) -> float:
+        return float(self.loss(params, self.test["x"], self.test.get("labels")))
+
+    def __call__(self, params, step: int) -> dict:
+        loss = self._loss(params)
+        if loss < self.best:
+            self.best, self.step = loss, step
+            self.manager.save(step, args=ocp.args.StandardSave(params), force=True)
+        return {"select/loss": loss, "select/best_loss": self.best,
+                "select/best_step": self.step}
+
+    def close(self):
+        self.manager.wait_until_finished()
+
+
 def held_out_loss(config, run, mesh):
     """(the held-out batch, sharded over `mesh`'s "data" axis, and the jitted
     `loss(params, x, labels, key)` of the run's objective on it): up to 256 test examples, a
-    multiple of the device count."""
+    multiple of the device count (at least one each)."""
     devices, dataset = mesh.size, run.dataset
-    num_test = min(len(dataset.test), 256) // devices * devices
-    if num_test == 0:
-        raise ConfigError(f"data: {len(dataset.test)} test examples cannot be split over "
-                          f"{devices} devices for the held-out loss")
+    # fewer test examples than devices (a small table): some are counted twice
+    num_test = max(min(len(dataset.test), 256) // devices, 1) * devices
     test = shard_batch(host_batch(dataset, 0, batch_size=num_test, seed=1, split="test"), mesh)
 
     def loss(params, x, labels, key):

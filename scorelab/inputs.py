@@ -49,33 +49,44 @@ IMPUTE_METHODS = ("auto", "conditional", "projection", "smc")
 
 def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
            num_steps: int | None = None, batch_size: int = 256, method: str = "auto",
-           num_particles: int | None = None) -> dict:
+           num_particles: int | None = None, quantiles=()) -> dict:
     """Fills `input`'s empty cells into `output` (a new file; `input` is never written) with
-    the mean of `draws` draws (`impute_draws`). Returns {"rows", "filled_cells", "nfe",
-    "method"} (nfe per draw, per particle for smc; method the one run, "auto" resolved)."""
+    `point_estimate` of `draws` draws (`impute_draws`), and for each q of `quantiles` writes
+    `output`'s name with `_q<q>` (filled_q0.05.csv) whose empty cells hold the draws' q-th
+    quantile (a category's cells its most frequent draw). Returns {"rows", "filled_cells",
+    "nfe", "method", "files"} (nfe per draw, per particle for smc; method the one run, "auto"
+    resolved)."""
     if not output:
         raise ConfigError("--output is required: the CSV file to write")
     if pathlib.Path(output).resolve() == pathlib.Path(input).resolve():
         raise ConfigError(f"--output={output} is the input file; write to a new file")
     workdir = check_workdir(workdir)
     _check_impute_args(draws, method, num_particles)
-    _, table = _read_table(workdir, input, "impute")
+    quantiles = _check_quantiles(quantiles, draws)
+    stats, table = _read_table(workdir, input, "impute")
     result = impute_draws(workdir, table.values, draws=draws, seed=seed, num_steps=num_steps,
                           batch_size=batch_size, method=method, num_particles=num_particles)
     missing = np.isnan(table.values)
-    filled = result.samples.mean(axis=0)
-    cells = [list(row) for row in table.cells]
-    for i, j in zip(*np.nonzero(missing)):
-        cells[i][j] = f"{filled[i, j]:.6g}"
+    files = {pathlib.Path(output): point_estimate(stats, result.samples)}
+    for q in quantiles:
+        path = pathlib.Path(output)
+        files[path.with_name(f"{path.stem}_q{q:g}{path.suffix}")] = point_estimate(
+            stats, result.samples, q)
     rows = int(missing.any(axis=1).sum())
     if distributed.is_writer():
-        tables.write(output, table.columns, cells)
+        for path, filled in files.items():
+            cells = [list(row) for row in table.cells]
+            for i, j in zip(*np.nonzero(missing)):
+                cells[i][j] = stats.text(j, filled[i, j])
+            tables.write(path, table.columns, cells)
         particles = (f", {num_particles or NUM_PARTICLES} particles of NFE {result.nfe} each"
                      if result.method == "smc" else f", NFE {result.nfe} each")
-        print(f"filled {int(missing.sum())} empty cells in {rows} of {len(cells)} rows "
-              f"(method {result.method}: mean of {draws} draws{particles}): {output}")
+        print(f"filled {int(missing.sum())} empty cells in {rows} of {len(table.cells)} rows "
+              f"(method {result.method}: {'mean' if draws > 1 else 'one'} of {draws} "
+              f"draws{particles}): {output}"
+              + "".join(f"\n  quantile {q:g}: {p}" for q, p in zip(quantiles, list(files)[1:])))
     return {"rows": rows, "filled_cells": int(missing.sum()), "nfe": result.nfe,
-            "method": result.method}
+            "method": result.method, "files": [str(p) for p in files]}
 
 
 class Imputation(NamedTuple):
@@ -100,17 +111,50 @@ def impute_draws(workdir, values: np.ndarray, *, draws: int = 8, seed: int = 0,
     method, draw = _imputer(config, run, state, method, num_steps, num_particles)
     missing = np.isnan(values)
     rows = np.flatnonzero(missing.any(axis=1))
-    y = np.nan_to_num(stats.to_model(values[rows]))
+    z = stats.to_model(values[rows])  # a category's entries are missing together
+    y, given = np.nan_to_num(z), ~np.isnan(z)
     fill = jax.jit(jax.vmap(draw, in_axes=(None, None, 0)))  # over draws
     samples, nfe = np.repeat(values[None].astype(np.float64), draws, axis=0), 0
     for start in _progress(range(0, len(rows), batch_size), "imputing rows", batch_size,
                            len(rows)):
         part = slice(start, start + batch_size)
         key = jax.random.fold_in(jax.random.key(seed), start)
-        x, nfe = fill(y[part], ~missing[rows][part], jax.random.split(key, draws))
+        x, nfe = fill(y[part], given[part], jax.random.split(key, draws))
         filled = stats.to_data(np.asarray(x, np.float64))
         samples[:, rows[part]] = np.where(missing[rows][part], filled, values[rows][part])
     return Imputation(samples, method, int(np.asarray(nfe).reshape(-1)[0]))
+
+
+def point_estimate(stats: tables.Standardizer, samples: np.ndarray,
+                   quantile: float | None = None) -> np.ndarray:
+    """One value per cell from draws (draws, rows, columns): their mean (the lowest squared
+    error) or their `quantile`, rounded into the training range for an integer column; the
+    most frequent draw for a categorical one."""
+    mean = samples.mean(axis=0) if quantile is None else np.quantile(samples, quantile, axis=0)
+    for j, levels in enumerate(stats.levels):
+        if levels:
+            counts = (samples[..., j, None] == np.arange(len(levels))).sum(axis=0)
+            mean[:, j] = counts.argmax(axis=-1)
+        elif stats.integer[j]:
+            mean[:, j] = np.clip(np.round(mean[:, j]), stats.low[j], stats.high[j])
+    return mean
+
+
+def _check_quantiles(quantiles, draws: int) -> tuple[float, ...]:
+    """--quantiles as numbers in (0, 1): a comma-separated string or a sequence."""
+    if isinstance(quantiles, str):
+        quantiles = [q for q in quantiles.split(",") if q.strip()]
+    try:
+        values = tuple(float(q) for q in quantiles)
+    except ValueError:
+        raise ConfigError(f"--quantiles must be numbers in (0, 1) separated by commas, got "
+                          f"{quantiles!r}") from None
+    if any(not 0 < q < 1 for q in values):
+        raise ConfigError(f"--quantiles must be numbers in (0, 1), got {list(values)}")
+    if values and draws < 2:
+        raise ConfigError(f"--quantiles needs --draws >= 2 (quantiles of the draws; 20 or more "
+                          f"for the tails), got --draws={draws}")
+    return values
 
 
 def _check_impute_args(draws, method, num_particles) -> None:
@@ -195,8 +239,7 @@ def _read_table(workdir: pathlib.Path, input: str, command: str):
                           f"{workdir} has no {TABLE_FILE}")
     stats = tables.Standardizer.load(path)
     try:
-        table = tables.read(input)
-        stats.check_columns(table.columns, input)
+        table = tables.read(input, stats)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"--input: {e}") from e
     return stats, table

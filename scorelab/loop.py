@@ -23,7 +23,7 @@ from scorelab.build import build_model, build_objective, build_optimizer, build_
     is_classifier
 from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError, check_training
-from scorelab.evaluate import make_evaluator, say
+from scorelab.evaluate import Selection, make_evaluator, say
 from scorelab.progress import Progress
 from scorelab.sampling import check_sampling
 from scorelab.step import TrainState, init_state, make_mesh, replicated, train_step
@@ -53,7 +53,9 @@ def build(config) -> Run:
     sde, tx = build_sde(config), build_optimizer(config)
     dataset = load_data(config)
     model = build_model(config, dataset)
-    objective = build_objective(config, sde, model)
+    table = dataset.table
+    objective = build_objective(config, sde, model, table.dim_columns if table is not None and
+                                table.categorical else None)
     if not is_classifier(config):
         check_sampling(config, sde, dataset.data_shape)
     try:
@@ -99,7 +101,10 @@ def train(config, workdir: pathlib.Path) -> TrainState:
                                         objective=run.objective,
                                         is_image=run.dataset.is_image), donate_argnums=0)
     evaluator = make_evaluator(config, run, workdir, mesh) if config.training.eval_every else None
-    state = run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, evaluator)
+    selection = (Selection(config, run, workdir, mesh, replicated(run.abstract.ema_params, mesh))
+                 if config.training.select_every else None)
+    state = run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, evaluator,
+                     selection)
     if distributed.is_writer():
         report(workdir, log)
     return state
@@ -114,8 +119,10 @@ def check_workdir(workdir) -> pathlib.Path:
     return pathlib.Path(workdir).resolve()
 
 
-def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluator):
-    """Steps from `start` to n_steps: logs, checkpoints, evaluates; SIGTERM saves and exits."""
+def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluator,
+             selection=None):
+    """Steps from `start` to n_steps: logs, checkpoints, evaluates, keeps the best parameters
+    (`evaluate.Selection`); SIGTERM saves and exits."""
     t = config.training
     batches = data.DeviceBatches(dataset, mesh, start=start, batch_size=t.batch_size,
                                  seed=config.seed)
@@ -145,9 +152,13 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
                 if evaluator is not None and (done % t.eval_every == 0 or done == t.n_steps):
                     eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), done)
                     log.write(done, evaluator(state.ema_params, step=done, eval_key=eval_key))
+                if selection is not None and (done % t.select_every == 0 or done == t.n_steps):
+                    log.write(done, selection(state.ema_params, done))
         finally:
             batches.close()
             manager.wait_until_finished()
+            if selection is not None:
+                selection.close()
     return state
 
 

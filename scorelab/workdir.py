@@ -2,6 +2,7 @@
 
     <workdir>/config.json     the resolved config (one run per workdir)
     <workdir>/checkpoints/    orbax: the whole TrainState at chosen steps
+    <workdir>/best/           orbax: the EMA parameters of lowest held-out loss (select_every)
     <workdir>/metrics.jsonl   one line per logged step, never twice; TensorBoard in tensorboard/
     <workdir>/table.json      a table run's columns and their standardisation
 
@@ -83,6 +84,23 @@ def checkpoint_manager(workdir: pathlib.Path, max_to_keep: int):
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=True)
     return ocp.CheckpointManager(workdir / "checkpoints", options=options)
+
+
+def best_manager(workdir: pathlib.Path):
+    """The one checkpoint of `training.select_every`: EMA parameters, at the step they had."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    return ocp.CheckpointManager(workdir / "best", options=options)
+
+
+def restore_best(workdir: pathlib.Path, target):
+    """(EMA parameters, step) kept by model selection, or (None, None) where there are none."""
+    if not (workdir / "best").is_dir():
+        return None, None
+    manager = best_manager(workdir)
+    step = manager.latest_step()
+    if step is None:
+        return None, None
+    return manager.restore(step, args=ocp.args.StandardRestore(target)), step
 
 
 def restore_latest_valid(manager, target, workdir, *, resuming: bool = True):

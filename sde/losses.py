@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from sde import checks
@@ -76,7 +77,7 @@ def discrete_dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, 
     return jnp.mean(_reduce(batch_mul(std, score) + z, reduce_mean, observed))
 
 
-def target_cells(key, observed: Batch, strategy: str = "random") -> Batch:
+def target_cells(key, observed: Batch, strategy: str = "random", columns=None) -> Batch:
     """The observed cells a model conditioned on the others learns to predict in each row
     (bool, like `observed`); the rest of the row's observed cells are given. CSDI's strategies
     (Tashiro et al. 2021, sec. 4.1):
@@ -85,8 +86,14 @@ def target_cells(key, observed: Batch, strategy: str = "random") -> Batch:
       "pattern"  the observed cells that the previous row of the batch lacks (its missing
                  pattern: the data's own missingness, for data that have it);
       "mixed"    one of the two per row, with probability 1/2 each.
+    `columns` (int, (d,)), for flat rows whose cells span several entries (a one-hot
+    category): the cell of each entry; a cell's entries are chosen together.
     """
     checks.check_choice("strategy", strategy, CELL_MASKS)
+    if columns is not None:
+        columns = np.asarray(columns)
+        first = np.searchsorted(columns, np.arange(columns.max() + 1))
+        return target_cells(key, observed[:, first], strategy)[:, columns]
     k_share, k_order, k_mix = jax.random.split(key, 3)
     flat = observed.reshape(observed.shape[0], -1)
     share = jax.random.uniform(k_share, (flat.shape[0], 1))

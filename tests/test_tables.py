@@ -148,7 +148,8 @@ def test_impute_recovers_hidden_cells_of_a_known_table(table_run, monkeypatch, t
     for row, j in zip(cells, hidden):
         row[j] = ""
     write_rows(tmp_path / "in.csv", source.columns, cells)
-    options = dict(draws=8) if method == "projection" else dict(draws=1, num_particles=64)
+    options = (dict(draws=8, quantiles=(0.1, 0.9)) if method == "projection" else
+               dict(draws=1, num_particles=64))
     out = impute(table_run / "run", input=str(tmp_path / "in.csv"),
                  output=str(tmp_path / "out.csv"), num_steps=20, method=method, **options)
     assert out["method"] == method and out["nfe"] == 21
@@ -156,17 +157,23 @@ def test_impute_recovers_hidden_cells_of_a_known_table(table_run, monkeypatch, t
     truth = source.values[rows, hidden]
     in_stds = lambda values: (values - truth) / stats.std[hidden]
     rmse = lambda values: np.sqrt(np.mean(np.square(in_stds(values))))
-    if method == "projection":
-        imputed, column_mean = rmse(filled), rmse(stats.mean[hidden])
-        assert column_mean > 1.0  # the baseline this must beat by far
-        assert imputed < 0.5 * column_mean, f"RMSE {imputed:.3f}, column means {column_mean:.3f}"
-        return
     s, m = np.asarray(cov, np.float64), np.asarray(mu, np.float64)
     mean, var = np.empty(len(rows)), np.empty(len(rows))  # the exact conditionals, in stds
     for i, (r, j) in enumerate(zip(rows, hidden)):
         o = np.arange(z.shape[1]) != j
         gain = np.linalg.solve(s[np.ix_(o, o)], s[o, j])
         mean[i], var[i] = m[j] + gain @ (z[r, o] - m[o]), s[j, j] - s[j, o] @ gain
+    if method == "projection":
+        imputed, column_mean = rmse(filled), rmse(stats.mean[hidden])
+        assert column_mean > 1.0  # the baseline this must beat by far
+        assert imputed < 0.5 * column_mean, f"RMSE {imputed:.3f}, column means {column_mean:.3f}"
+        # the 10% and 90% quantiles of the draws, given cells as given, around their mean
+        # (their width: test_imputation.py, with exact conditional draws)
+        low, high = (tables.read(tmp_path / f"out_q{q}.csv") for q in (0.1, 0.9))
+        assert low.cells[0][:hidden[0]] == cells[0][:hidden[0]]
+        low, high = (f.values[np.arange(len(rows)), hidden] for f in (low, high))
+        assert np.all(low <= filled) and np.all(filled <= high)
+        return
     drawn = (filled - stats.mean[hidden]) / stats.std[hidden]
     ratio = np.sqrt(np.mean(np.square(drawn - mean)) / np.mean(var))
     assert 0.9 < ratio < 1.45, f"one draw's distance to the exact mean / posterior std {ratio:.2f}"
@@ -189,6 +196,8 @@ def test_score_writes_one_finite_nll_per_row(table_run):
     ("impute", dict(method="tweedie"), "--method must be one of ['auto', 'conditional', "),
     ("impute", dict(method="conditional"), "needs a run trained with model.conditional_cells"),
     ("impute", dict(num_particles=4), "--num_particles=4 needs --method=smc"),
+    ("impute", dict(quantiles="0.1,1.5"), "--quantiles must be numbers in (0, 1), got [0.1, 1.5]"),
+    ("impute", dict(quantiles="0.9", draws=1), "--quantiles needs --draws >= 2"),
     ("score", dict(holes=True), "has empty cells; score needs complete rows"),
 ])
 def test_bad_table_inputs_are_named(table_run, tmp_path, command, options, message):
@@ -200,7 +209,8 @@ def test_bad_table_inputs_are_named(table_run, tmp_path, command, options, messa
     write_rows(tmp_path / "in.csv", columns, rows)
     output = tmp_path / "in.csv" if options.get("output") else tmp_path / "out.csv"
     run = impute if command == "impute" else score
-    kwargs = {k: options[k] for k in ("draws", "method", "num_particles") if k in options}
+    kwargs = {k: options[k] for k in ("draws", "method", "num_particles", "quantiles")
+              if k in options}
     with pytest.raises(ConfigError) as info:
         run(table_run / "run", input=str(tmp_path / "in.csv"), output=str(output), **kwargs)
     assert message in str(info.value)

@@ -15,7 +15,10 @@ from models.score import bind
 from scorelab import data
 from scorelab.build import build_model, build_sde, score_fn_for
 from scorelab.data import toy
-from scorelab.loop import train
+from scorelab.commands import restore
+from scorelab.evaluate import Selection
+from scorelab.loop import build, train
+from scorelab.step import init_state, make_mesh
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,6 +96,33 @@ def test_resume_reproduces_uninterrupted_run_bitwise(tmp_path):
     assert steps == [5, 10, 15, 20]
 
 
+def test_selection_keeps_the_lowest_held_out_loss_across_a_resume(tmp_path):
+    """training.select_every: <workdir>/best holds the EMA parameters of the lowest logged
+    held-out loss; a resumed run recomputes that loss bit for bit (the same noise each time)
+    and keeps them against worse ones; commands read them."""
+    train(toy_config(n_steps=10, select_every=5), tmp_path)
+    state = train(toy_config(select_every=5), tmp_path)
+    lines = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = {ln["step"]: ln["select/loss"] for ln in lines if "select/loss" in ln}
+    assert sorted(losses) == [5, 10, 15, 20]
+    best_step = min(losses, key=losses.get)
+    assert lines[-1]["select/best_step"] == best_step
+
+    config = toy_config(select_every=5)
+    run = build(config)
+    selection = Selection(config, run, tmp_path, make_mesh(), run.abstract.ema_params)
+    assert (selection.step, selection.best) == (best_step, losses[best_step])
+    worse = init_state(config, run.model, run.tx, run.dataset, jax.random.key(0)).ema_params
+    assert selection(worse, 25)["select/best_step"] == best_step
+    selection.close()
+
+    _, _, restored, step = restore(tmp_path, make_mesh())
+    assert step == best_step and int(restored.step) == 20
+    kept = jax.tree_util.tree_leaves(jax.device_get(restored.ema_params))
+    last = jax.tree_util.tree_leaves(jax.device_get(state.ema_params))
+    assert (best_step == 20) == all(np.array_equal(a, b) for a, b in zip(kept, last))
+
+
 def _bad(field, value):
     config = default.get_config()
     *sections, key = field.split(".")
@@ -109,6 +139,7 @@ def _bad(field, value):
     (_bad("optim.lr", -1e-3), "optim.lr must be a positive number"),
     (_bad("training.batch_size", 6), "must be divisible by the number of devices (4)"),
     (_bad("training.loss", "ddpm"), "training.loss must be"),
+    (_bad("training.select_every", -5), "training.select_every must be a positive integer"),
     (_bad("model.name", "resnet"), "model.name must be"),
     (_bad("model.ncsnpp.ch_mult", (1, 2, 2, 2, 2)), "not divisible"),
     (_bad("model.ncsnpp.embedding_type", "learned"), "embedding_type"),
