@@ -135,7 +135,8 @@ COMMANDS = {
         (WORKDIR, NUM(16, "Number of held-out images."), SEED, OUT, NUM_STEPS, *TASK_FLAGS[name],
          *HOSTS), task(name)) for name in TASKS},
     "impute": Command(
-        "Fill the empty cells of a CSV table with the model's conditional (a table run).",
+        "Fill the empty cells of a CSV table or series with the model's conditional (a table "
+        "or series run); forecast a series.",
         (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, empty cells "
                        "missing."),
          Flag("output", "string", "", "The filled CSV."),
@@ -146,10 +147,13 @@ COMMANDS = {
               IMPUTE_METHODS),
          Flag("quantiles", "string", "", "Also write the draws' quantiles per empty cell, "
               "e.g. 0.05,0.95: one file each, OUTPUT_q0.05.csv."),
+         Flag("horizon", "integer", 0, "A series run: also forecast this many steps past the "
+              "file's end."),
          NUM_PARTICLES, SEED, NUM_STEPS, *HOSTS),
         lambda f: impute(start(f), input=f.input, output=f.output, draws=f.draws, seed=f.seed,
                          num_steps=f.num_steps, method=f.method,
-                         num_particles=f.num_particles, quantiles=f.quantiles)),
+                         num_particles=f.num_particles, quantiles=f.quantiles,
+                         horizon=f.horizon)),
     "score": Command(
         "Per-example negative log-likelihood (nats, and bits/dim for images) of a user's file.",
         (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, or an .npz of "

@@ -13,7 +13,8 @@ def get_config():
     config.seed = 0  # all randomness (init, batches, noise, samples) derives from this
 
     config.data = data = ml_collections.ConfigDict()
-    # digits | mnist | npz | folder | cifar10 | csv | mixture | moons | swiss_roll | checkerboard
+    # digits | mnist | npz | folder | cifar10 | csv | series | mixture | moons | swiss_roll |
+    # checkerboard
     data.name = "digits"
     data.path = ""  # file (npz, csv) or folder (folder) for the user's own data
     data.image_size = 0  # 0 keeps the native size; else an integer multiple of it
@@ -22,6 +23,7 @@ def get_config():
     data.random_flip = False  # random horizontal flips (off for digits: they are not symmetric)
     data.num_train = 10000  # toy sets only: training points drawn
     data.num_test = 2000  # toy sets only: held-out points drawn
+    data.window = 32  # series only: time steps per training window
 
     config.sde = sde = ml_collections.ConfigDict()
     sde.name = "vpsde"  # vpsde | subvpsde | vesde
@@ -32,7 +34,8 @@ def get_config():
     sde.N = 1000  # steps of the discrete chain (DDPM / SMLD) and of the default PC sampler
 
     config.model = model = ml_collections.ConfigDict()
-    model.name = "ncsnpp"  # ncsnpp (DDPM++ / NCSN++ U-Net) | mlp (toy data) | classifier
+    # ncsnpp (DDPM++ / NCSN++ U-Net) | mlp (toy data, tables) | series | classifier
+    model.name = "ncsnpp"
     model.parameterization = "noise"  # noise (DDPM++) | scaled_score (NCSN++) | score
     model.time_input = "time"  # time (t * 999, positional embedding) | log_std (Fourier features)
     model.ema_rate = 0.999  # EMA of the parameters, used for evaluation and sampling
@@ -51,6 +54,8 @@ def get_config():
         nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=()))
     # The MLP's attributes (models/mlp.py), used when model.name == "mlp".
     model.mlp = ml_collections.ConfigDict(dict(hidden=128, depth=3, embed_dim=64, dropout=0.0))
+    # The series network's (models/series.py), when model.name == "series".
+    model.series = ml_collections.ConfigDict(dict(channels=64, depth=3, heads=4, embed_dim=64))
     # The noise-conditional classifier's attributes (models/classifier.py), used when
     # model.name == "classifier": the run then trains log p_t(y | x_t) for classifier guidance.
     model.classifier = ml_collections.ConfigDict(dict(

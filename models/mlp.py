@@ -29,9 +29,15 @@ class MLP(nn.Module):
     def __call__(self, x: Float[Array, "b d"], time_input: Float[Array, "b"],
                  train: bool = False, given_values: Float[Array, "b d"] | None = None,
                  given_mask: Float[Array, "b d"] | None = None) -> Float[Array, "b d"]:
+        if x.ndim == 3:  # series windows (batch, steps, features), flattened
+            flat = lambda a: None if a is None else jnp.broadcast_to(a, x.shape).reshape(
+                len(x), -1)
+            out = self(flat(x), time_input, train, flat(given_values), flat(given_mask))
+            return out.reshape(x.shape)
         if x.ndim != 2:
-            raise ValueError(f"MLP takes x of shape (batch, dim), got shape {x.shape}: flatten "
-                             f"images or use the U-Net (model.name='ncsnpp')")
+            raise ValueError(f"MLP takes x of shape (batch, dim) or (batch, steps, features), "
+                             f"got shape {x.shape}: use the U-Net (model.name='ncsnpp') for "
+                             f"images")
         h = x
         if self.conditional_cells:
             mask = (jnp.zeros(x.shape, bool) if given_mask is None

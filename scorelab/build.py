@@ -14,6 +14,7 @@ import optax
 
 from models.classifier import NoisyClassifier
 from models.mlp import MLP
+from models.series import SeriesNet
 from models.score import make_score_fn, make_score_sde_fn, time_conditioning
 from models.unet import NCSNpp
 from scorelab.config import ConfigError
@@ -22,11 +23,12 @@ from sde import (CELL_MASKS, VESDE, VPSDE, discrete_dsm_loss, dsm_loss, noisy_cl
 
 SDES = {"vpsde": VPSDE, "subvpsde": subVPSDE, "vesde": VESDE}
 # name -> (module, whether it takes images); its attributes are config.model.<name>.
-MODELS = {"ncsnpp": (NCSNpp, True), "mlp": (MLP, False), "classifier": (NoisyClassifier, True)}
+MODELS = {"ncsnpp": (NCSNpp, True), "mlp": (MLP, False), "series": (SeriesNet, False),
+          "classifier": (NoisyClassifier, True)}
 # Models whose run trains log p_t(y | x_t) (sde.noisy_classifier_loss) instead of a score.
 CLASSIFIERS = ("classifier",)
 LOSSES = ("continuous", "discrete")
-MISSING_VALUES = ("csv",)  # data sets whose rows may have missing (NaN) entries
+MISSING_VALUES = ("csv", "series")  # data sets whose rows may have missing (NaN) entries
 
 
 def build_sde(config):

@@ -68,6 +68,8 @@ _ADDED = {
     "training.cell_masks": "random",
     "training.select_every": 0,
     "model.mlp.dropout": 0.0,
+    "data.window": 32,
+    "model.series": dict(channels=64, depth=3, heads=4, embed_dim=64),
 }
 
 

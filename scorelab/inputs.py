@@ -16,6 +16,9 @@ observed cells and writes every given cell back as the same text. `method`:
 `draws` > 1 writes the mean of that many draws per cell (the posterior mean's estimate, for the
 lowest squared error); `draws` = 1 writes one draw.
 
+A series run (`data.name = "series"`) reads a series CSV (time stamps first) of any length,
+fills it window by window (`series_draws`) and with `horizon` forecasts that many steps.
+
 score: bits/dim of uint8 images (an .npz with `images`, (n, H, W[, C])) or nats of the rows of
 a CSV (in the file's units: the standardisation's log-determinant is added back), by the
 probability-flow ODE (`samplers.log_likelihood`), in batches with a progress bar.
@@ -30,18 +33,19 @@ import numpy as np
 
 from models.score import bind
 from samplers import bits_per_dim, inpaint, log_likelihood, pc_sample
+from samplers.series import fill_series
 from samplers.smc import NUM_PARTICLES
 from scorelab import distributed
 from scorelab.build import null_label, score_fn_for
 from scorelab.commands import restore
 from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError
-from scorelab.data import tables
+from scorelab.data import series, tables
 from scorelab.loop import check_workdir
 from scorelab.progress import Progress
 from scorelab.tasks import check_num_particles
 from scorelab.step import make_mesh
-from scorelab.workdir import TABLE_FILE
+from scorelab.workdir import TABLE_FILE, read_config
 
 
 IMPUTE_METHODS = ("auto", "conditional", "projection", "smc")
@@ -49,13 +53,14 @@ IMPUTE_METHODS = ("auto", "conditional", "projection", "smc")
 
 def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
            num_steps: int | None = None, batch_size: int = 256, method: str = "auto",
-           num_particles: int | None = None, quantiles=()) -> dict:
+           num_particles: int | None = None, quantiles=(), horizon: int = 0) -> dict:
     """Fills `input`'s empty cells into `output` (a new file; `input` is never written) with
     `point_estimate` of `draws` draws (`impute_draws`), and for each q of `quantiles` writes
     `output`'s name with `_q<q>` (filled_q0.05.csv) whose empty cells hold the draws' q-th
-    quantile (a category's cells its most frequent draw). Returns {"rows", "filled_cells",
-    "nfe", "method", "files"} (nfe per draw, per particle for smc; method the one run, "auto"
-    resolved)."""
+    quantile (a category's cells its most frequent draw). A series run (`series_draws`) also
+    forecasts `horizon` steps past the file's end, at its time stamps' spacing. Returns
+    {"rows", "filled_cells", "nfe", "method", "files"} (nfe per draw, per particle for smc, per
+    window for a series; method the one run, "auto" resolved)."""
     if not output:
         raise ConfigError("--output is required: the CSV file to write")
     if pathlib.Path(output).resolve() == pathlib.Path(input).resolve():
@@ -63,9 +68,27 @@ def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
     workdir = check_workdir(workdir)
     _check_impute_args(draws, method, num_particles)
     quantiles = _check_quantiles(quantiles, draws)
-    stats, table = _read_table(workdir, input, "impute")
-    result = impute_draws(workdir, table.values, draws=draws, seed=seed, num_steps=num_steps,
-                          batch_size=batch_size, method=method, num_particles=num_particles)
+    if not (isinstance(horizon, int) and horizon >= 0):
+        raise ConfigError(f"--horizon must be an integer >= 0 (future steps to forecast), got "
+                          f"{horizon!r}")
+    options = dict(draws=draws, seed=seed, num_steps=num_steps, method=method,
+                   num_particles=num_particles)
+    if (workdir / "config.json").is_file() and read_config(workdir).data.name == "series":
+        stats, s = _read_series(workdir, input)
+        stamps = s.stamps + series.next_stamps(s.stamps, horizon)
+        width = len(s.table.columns)
+        table = tables.Table(s.table.columns, s.table.cells + [[""] * width] * horizon,
+                             np.concatenate([s.table.values, np.full((horizon, width), np.nan)]),
+                             s.table.levels)
+        result = series_draws(workdir, table.values, **options)
+        header, prefix = (s.time, *table.columns), [[stamp] for stamp in stamps]
+    else:
+        if horizon:
+            raise ConfigError(f"--horizon={horizon} forecasts a series run (data.name="
+                              f"'series'); this run is a table")
+        stats, table = _read_table(workdir, input, "impute")
+        result = impute_draws(workdir, table.values, batch_size=batch_size, **options)
+        header, prefix = table.columns, [[] for _ in table.cells]
     missing = np.isnan(table.values)
     files = {pathlib.Path(output): point_estimate(stats, result.samples)}
     for q in quantiles:
@@ -78,11 +101,12 @@ def impute(workdir, *, input: str, output: str, draws: int = 8, seed: int = 0,
             cells = [list(row) for row in table.cells]
             for i, j in zip(*np.nonzero(missing)):
                 cells[i][j] = stats.text(j, filled[i, j])
-            tables.write(path, table.columns, cells)
+            tables.write(path, header, [p + row for p, row in zip(prefix, cells)])
         particles = (f", {num_particles or NUM_PARTICLES} particles of NFE {result.nfe} each"
                      if result.method == "smc" else f", NFE {result.nfe} each")
         print(f"filled {int(missing.sum())} empty cells in {rows} of {len(table.cells)} rows "
-              f"(method {result.method}: {'mean' if draws > 1 else 'one'} of {draws} "
+              + (f"({horizon} of them forecast) " if horizon else "")
+              + f"(method {result.method}: {'mean' if draws > 1 else 'one'} of {draws} "
               f"draws{particles}): {output}"
               + "".join(f"\n  quantile {q:g}: {p}" for q, p in zip(quantiles, list(files)[1:])))
     return {"rows": rows, "filled_cells": int(missing.sum()), "nfe": result.nfe,
@@ -138,6 +162,32 @@ def point_estimate(stats: tables.Standardizer, samples: np.ndarray,
         elif stats.integer[j]:
             mean[:, j] = np.clip(np.round(mean[:, j]), stats.low[j], stats.high[j])
     return mean
+
+
+def series_draws(workdir, values: np.ndarray, *, draws: int = 8, seed: int = 0,
+                 num_steps: int | None = None, method: str = "auto",
+                 num_particles: int | None = None) -> Imputation:
+    """`draws` draws of the NaN cells of a series `values` (steps, features in the data's
+    units) of any length from the series run in `workdir`, window by window
+    (`samplers.series.fill_series`: blocks of window / 4 steps, each given the drawn window / 4
+    before it and every observation up to window / 2 after it); nfe is per window drawn."""
+    _check_impute_args(draws, method, num_particles)
+    workdir = check_workdir(workdir)
+    stats = tables.Standardizer.load(workdir / TABLE_FILE)
+    enable_compilation_cache()
+    config, run, state, _ = restore(workdir, make_mesh())
+    method, draw = _imputer(config, run, state, method, num_steps, num_particles)
+    z = stats.to_model(values)
+    window, nfe = jax.jit(draw), []
+
+    def drawn(y, mask, key):
+        x, n = window(y, mask, key)
+        nfe.append(int(np.asarray(n).reshape(-1)[0]))
+        return x
+    x = fill_series(drawn, np.nan_to_num(z), np.isfinite(z), window=config.data.window,
+                    key=jax.random.key(seed), draws=draws)
+    samples = np.where(np.isnan(values), stats.to_data(x), values)
+    return Imputation(samples, method, nfe[0] if nfe else 0)
 
 
 def _check_quantiles(quantiles, draws: int) -> tuple[float, ...]:
@@ -229,6 +279,15 @@ def _imputer(config, run, state, method: str, num_steps, num_particles):
     options = {"num_particles": num_particles or NUM_PARTICLES} if method == "smc" else {}
     return method, lambda y, mask, key: inpaint(run.sde, score, y, mask, key,
                                                 num_steps=num_steps, method=method, **options)
+
+
+def _read_series(workdir: pathlib.Path, input: str):
+    """(the run's Standardizer, the Series in `input`), its feature columns checked."""
+    stats = tables.Standardizer.load(workdir / TABLE_FILE)
+    try:
+        return stats, series.read(input, stats)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--input: {e}") from e
 
 
 def _read_table(workdir: pathlib.Path, input: str, command: str):

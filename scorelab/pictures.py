@@ -53,5 +53,9 @@ def save_samples(x, stem: pathlib.Path, *, is_image: bool, centered: bool = True
         picture = image_grid(images)
     else:
         np.savez_compressed(stem.with_suffix(".npz"), samples=x)
-        picture = scatter_image(x)  # 256 pixels high: not enlarged
+        if x.ndim == 3:  # series windows (n, steps, features): each a heat map, +-3 stds
+            heat = np.clip((x.transpose(0, 2, 1) + 3) / 6 * 255, 0, 255).astype(np.uint8)
+            picture = image_grid(heat[..., None])
+        else:
+            picture = scatter_image(x)  # 256 pixels high: not enlarged
     save_png(picture, stem.with_suffix(".png"))

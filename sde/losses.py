@@ -21,7 +21,7 @@ ParamScoreFn = Callable[[Any, Batch, Times], Batch]
 # Cells of the piecewise-constant proposal for importance sampling of t (see `_sample_time_is`).
 _IS_CELLS = 1024
 # How `target_cells` chooses the cells a conditional model learns to predict.
-CELL_MASKS = ("random", "pattern", "mixed")
+CELL_MASKS = ("random", "pattern", "mixed", "blocks")
 
 
 def dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, *, eps: float = 1e-5,
@@ -85,7 +85,10 @@ def target_cells(key, observed: Batch, strategy: str = "random", columns=None) -
                  drawn without replacement, so every amount of missingness is trained;
       "pattern"  the observed cells that the previous row of the batch lacks (its missing
                  pattern: the data's own missingness, for data that have it);
-      "mixed"    one of the two per row, with probability 1/2 each.
+      "mixed"    one of the two per row, with probability 1/2 each;
+      "blocks"   for series rows (batch, steps, features): per row, with probability 1/2
+                 "random", else one block of consecutive steps (length ~ U{1..steps}) on a
+                 random half of the features (at least one), as gaps in sensor data look.
     `columns` (int, (d,)), for flat rows whose cells span several entries (a one-hot
     category): the cell of each entry; a cell's entries are chosen together.
     """
@@ -101,6 +104,21 @@ def target_cells(key, observed: Batch, strategy: str = "random", columns=None) -
     order = jnp.where(flat, jax.random.uniform(k_order, flat.shape), 2.0)  # unobserved last
     chosen = jnp.argsort(jnp.argsort(order, axis=-1), axis=-1) < count
     pattern = flat & ~jnp.roll(flat, 1, axis=0)
+    if strategy == "blocks":
+        if observed.ndim != 3:
+            raise ValueError(f"strategy='blocks' needs rows of (steps, features), got observed "
+                             f"of shape {observed.shape}")
+        rows, steps, features = observed.shape
+        k_len, k_start, k_feat, k_one = jax.random.split(k_mix, 4)
+        length = jax.random.randint(k_len, (rows, 1), 1, steps + 1)
+        start = jnp.floor(jax.random.uniform(k_start, (rows, 1)) * (steps - length + 1))
+        step = jnp.arange(steps)[None]
+        span = (step >= start) & (step < start + length)
+        which = jax.random.bernoulli(k_feat, 0.5, (rows, features)) | jax.nn.one_hot(
+            jax.random.randint(k_one, (rows,), 0, features), features, dtype=bool)
+        block = (span[:, :, None] & which[:, None, :]).reshape(rows, -1) & flat
+        pick = jax.random.bernoulli(jax.random.fold_in(k_mix, 1), 0.5, (rows, 1))
+        return jnp.where(pick, chosen, block).reshape(observed.shape)
     if strategy == "pattern":
         chosen = pattern
     elif strategy == "mixed":

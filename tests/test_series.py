@@ -1,13 +1,18 @@
 """Series: window stitching against the Kalman smoother of a Gaussian AR(1) process (its exact
-window score, no network)."""
+window score, no network); series files, block masks, and a run that fills and forecasts."""
+import csv
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import series as series_config
 from samplers import pc_sample
 from samplers.series import fill_series
-from sde import VPSDE
+from scorelab.inputs import impute
+from scorelab.loop import train
+from sde import VPSDE, target_cells
 
 PHI = np.array([0.8, 0.5])  # two independent AR(1) features, stationary variance 1
 
@@ -108,3 +113,83 @@ def test_fill_series_refuses_bad_windows(kwargs, message):
     with pytest.raises(ValueError, match=message):
         fill_series(None, np.zeros((10, 1)), np.ones((10, 1), bool), key=jax.random.key(0),
                     **kwargs)
+
+
+def write_series(path, rows, header=("date", "a", "b")):
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+
+
+def ar1_rows(steps: int, seed: int = 0, holes: float = 0.1):
+    """Daily rows of two correlated AR(1) features with `holes` of their cells empty."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((steps, 2))
+    for t in range(1, steps):
+        x[t] = PHI * x[t - 1] + rng.normal(size=2) * np.sqrt(1 - PHI ** 2)
+    day = np.datetime64("2020-01-01")
+    return [[str(day + t)] + ["" if rng.random() < holes else f"{v:.4f}" for v in row]
+            for t, row in enumerate(x)]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda rows: rows[:5] + [rows[6], rows[5]] + rows[7:],
+     "line 8: time stamp '2020-01-06' is not after the one before it ('2020-01-07')"),
+    (lambda rows: [[r[0], "", r[2]] for r in rows], "columns ['a'] are empty"),
+    (lambda rows: rows[:3] + [[rows[3][0], "high", rows[3][2]]] + rows[4:],
+     "line 5, column 'a': 'high' is not a number"),
+    (lambda rows: rows[:3] + [["March", *rows[3][1:]]] + rows[4:],
+     "line 5: time stamp 'March' is neither a number nor an ISO date"),
+    (lambda rows: rows[:40], "40 time steps; with data.window=32 a series needs at least 64"),
+])
+def test_bad_series_files_are_refused_before_training(tmp_path, edit, message):
+    write_series(tmp_path / "s.csv", edit(ar1_rows(200)))
+    config = series_config.get_config()
+    config.data.path = str(tmp_path / "s.csv")
+    with pytest.raises(ValueError) as info:
+        train(config, tmp_path / "run")
+    assert message in str(info.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_block_masks_hide_consecutive_steps():
+    """"blocks": per row, either a random share of cells or one run of consecutive steps on
+    some of the features, only among observed cells."""
+    observed = jax.random.uniform(jax.random.key(0), (512, 16, 3)) < 0.9
+    chosen = np.asarray(target_cells(jax.random.key(1), observed, "blocks"))
+    assert not (chosen & ~np.asarray(observed)).any()
+    steps = chosen.any(axis=2)  # (rows, steps)
+    runs = [np.flatnonzero(np.diff(np.r_[0, s.astype(int), 0])) for s in steps]
+    single = np.array([len(r) <= 2 for r in runs])  # one run of steps (or none)
+    assert 0.45 < single.mean() < 0.8  # the blocks, and random rows that happen to be one run
+    with pytest.raises(ValueError, match="needs rows of"):
+        target_cells(jax.random.key(1), observed.reshape(512, -1), "blocks")
+
+
+def test_series_run_fills_and_forecasts_a_file_of_any_length(tmp_path):
+    """A tiny series run, then `impute` of a 150-step file with a 20-step gap
+    and a 6-step forecast: stamps and given cells come back as the same text, the forecast's
+    stamps continue daily, every filled cell is finite and inside its 10-90% band."""
+    rows = ar1_rows(300)
+    write_series(tmp_path / "train.csv", rows)
+    config = series_config.get_config()
+    config.data.path = str(tmp_path / "train.csv")
+    config.model.series.update(channels=16, depth=1)
+    config.training.update(n_steps=20, log_every=10, checkpoint_every=20, select_every=10)
+    train(config, tmp_path / "run")
+    given = ar1_rows(150, seed=1)
+    for row in given[60:80]:
+        row[1] = ""
+    write_series(tmp_path / "in.csv", given)
+    out = impute(tmp_path / "run", input=str(tmp_path / "in.csv"),
+                 output=str(tmp_path / "out.csv"), draws=4, num_steps=25, horizon=6,
+                 quantiles=(0.1, 0.9))
+    assert out["method"] == "conditional" and out["nfe"] == 26
+    with open(tmp_path / "out.csv", newline="") as f:
+        filled = list(csv.reader(f))[1:]
+    assert len(filled) == 156 and [r[0] for r in filled[150:]] == [
+        f"2020-05-{d}" for d in range(30, 32)] + [f"2020-06-0{d}" for d in range(1, 5)]
+    assert all(f == g for row, out_row in zip(given, filled) for g, f in zip(row, out_row) if g)
+    low, high = (np.array([[float(c) for c in r[1:]] for r in list(csv.reader(open(
+        tmp_path / f"out_q{q}.csv")))[1:]]) for q in (0.1, 0.9))
+    values = np.array([[float(c) for c in r[1:]] for r in filled])
+    assert np.isfinite(values).all() and np.all((low <= values) & (values <= high))

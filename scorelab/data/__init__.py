@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scorelab.data import images, tables, toy
+from scorelab.data import images, series, tables, toy
 from scorelab.data.pipeline import (DeviceBatches, batch_indices, global_batch, host_batch,
                                      preprocess, put_global, shard_batch, to_host, to_uint8)
 
@@ -82,6 +82,11 @@ def _csv(*, path, **_):
     return train, test, None, None, stats
 
 
+def _series(*, path, window, **_):
+    train, test, stats = series.load(path, window)
+    return train, test, None, None, stats
+
+
 def _toy(generator):
     def load(*, seed, num_train, num_test, **_):
         rng = np.random.default_rng(seed)
@@ -101,6 +106,9 @@ SOURCES = {
     # csv: numeric columns, empty cells missing; data.path empty = the bundled breast-cancer
     # table. 10% of the complete rows held out.
     "csv": Source(_csv, metrics=("sliced_w2",)),
+    # series: windows of data.window steps of one or more CSV series (data.path, commas
+    # between files; first column the time stamp); the last 10% of each series held out.
+    "series": Source(_series),
     # Toy sets: fresh draws of num_train / num_test points from the generator.
     "mixture": Source(_toy(toy.mixture), metrics=("sliced_w2", "mixture_density")),
     "moons": Source(_toy(toy.moons), metrics=("sliced_w2",)),
@@ -110,7 +118,7 @@ SOURCES = {
 
 
 def load(name: str, *, path: str = "", image_size: int = 0, seed: int = 0,
-         num_train: int = 10000, num_test: int = 2000) -> Dataset:
+         num_train: int = 10000, num_test: int = 2000, window: int = 32) -> Dataset:
     """The data set `name` of `SOURCES`; `path` is the file or folder of "npz" / "folder",
     `image_size` an integer upsampling of images (0 keeps them), `seed` and the sizes are for
     the toy generators."""
@@ -118,7 +126,7 @@ def load(name: str, *, path: str = "", image_size: int = 0, seed: int = 0,
         raise ValueError(f"data.name must be one of {list(SOURCES)}, got {name!r}")
     source = SOURCES[name]
     arrays = source.load(path=path, image_size=image_size, seed=seed, num_train=num_train,
-                         num_test=num_test)
+                         num_test=num_test, window=window)
     return Dataset(*arrays[:4], metrics=source.metrics, table=arrays[4] if len(arrays) > 4
                    else None)
 
