@@ -128,11 +128,7 @@ def impute_draws(workdir, values: np.ndarray, *, draws: int = 8, seed: int = 0,
     units) from the table run in `workdir`, given each row's other cells (the module docstring
     has the methods); rows without NaN are returned as they are."""
     _check_impute_args(draws, method, num_particles)
-    workdir = check_workdir(workdir)
-    stats = tables.Standardizer.load(workdir / TABLE_FILE)
-    enable_compilation_cache()
-    config, run, state, _ = restore(workdir, make_mesh())
-    method, draw = _imputer(config, run, state, method, num_steps, num_particles)
+    stats, _, method, draw = _load_imputer(workdir, method, num_steps, num_particles)
     missing = np.isnan(values)
     rows = np.flatnonzero(missing.any(axis=1))
     z = stats.to_model(values[rows])  # a category's entries are missing together
@@ -172,11 +168,7 @@ def series_draws(workdir, values: np.ndarray, *, draws: int = 8, seed: int = 0,
     (`samplers.series.fill_series`: blocks of window / 4 steps, each given the drawn window / 4
     before it and every observation up to window / 2 after it); nfe is per window drawn."""
     _check_impute_args(draws, method, num_particles)
-    workdir = check_workdir(workdir)
-    stats = tables.Standardizer.load(workdir / TABLE_FILE)
-    enable_compilation_cache()
-    config, run, state, _ = restore(workdir, make_mesh())
-    method, draw = _imputer(config, run, state, method, num_steps, num_particles)
+    stats, config, method, draw = _load_imputer(workdir, method, num_steps, num_particles)
     z = stats.to_model(values)
     window, nfe = jax.jit(draw), []
 
@@ -254,6 +246,15 @@ def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 
                                               enumerate(values)])
         print(f"{unit} of {len(values)} examples (mean {values.mean():.4g}): {output}")
     return values
+
+
+def _load_imputer(workdir, method: str, num_steps, num_particles):
+    """(the run's Standardizer, its config, the method, `draw`) of `_imputer` for `workdir`."""
+    workdir = check_workdir(workdir)
+    stats = tables.Standardizer.load(workdir / TABLE_FILE)
+    enable_compilation_cache()
+    config, run, state, _ = restore(workdir, make_mesh())
+    return (stats, config, *_imputer(config, run, state, method, num_steps, num_particles))
 
 
 def _imputer(config, run, state, method: str, num_steps, num_particles):
