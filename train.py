@@ -30,7 +30,7 @@ from scorelab.cli import Command, Flag, main
 from scorelab.compare import compare
 from scorelab.config import ConfigError
 from scorelab.distributed import LaunchError
-from scorelab.inputs import IMPUTE_METHODS, impute, score
+from scorelab.inputs import IMPUTE_METHODS, SCORE_METHODS, impute, score
 from scorelab.sampling import SAMPLERS
 from scorelab.score_sde import import_score_sde
 from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
@@ -155,11 +155,18 @@ COMMANDS = {
                          num_particles=f.num_particles, quantiles=f.quantiles,
                          horizon=f.horizon)),
     "score": Command(
-        "Per-example negative log-likelihood (nats, and bits/dim for images) of a user's file.",
+        "Per-example anomaly scores of a user's file: negative log-likelihood (nats, bits/dim "
+        "for images), score norms, a likelihood ratio, reconstruction error.",
         (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, or an .npz of "
                        "uint8 `images`."),
-         Flag("output", "string", "", "The CSV of per-example NLLs."), SEED, *HOSTS),
-        lambda f: score(start(f), input=f.input, output=f.output, seed=f.seed)),
+         Flag("output", "string", "", "The CSV of per-example scores."),
+         Flag("method", "enum", "auto", "likelihood (bits/dim or nats), msma (score norms "
+              "across noise levels), ratio (likelihood minus input complexity), "
+              "reconstruction (SDEdit round trips) or all; auto: msma.", SCORE_METHODS),
+         Flag("maps", "string", "", "An .npz for the reconstruction's per-pixel maps."),
+         SEED, *HOSTS),
+        lambda f: score(start(f), input=f.input, output=f.output, seed=f.seed,
+                        method=f.method, maps=f.maps)),
     "compare": Command(
         "Train SDE variants side by side and run every sampler at NFE budgets; resumable "
         "cell by cell.",

@@ -22,6 +22,7 @@ call only re-imputes; results go to --out as each cell finishes.
     pip install -e '.[bench]'
     python -m bench.bench_impute                       # writes bench/results/impute.json
     python -m bench.bench_impute --tables=wine --patterns=mcar30 --steps=2000   # one cell
+    python -m bench.bench_impute --report              # the markdown table of the results
 """
 import argparse
 import json
@@ -107,6 +108,28 @@ def ours(runs: pathlib.Path, name: str, holed_csv: pathlib.Path, holed: np.ndarr
     return out
 
 
+BASELINES, OURS = ("mean", "knn", "mice", "missforest"), ("projection", "smc", "conditional")
+
+
+def report(rows: list) -> str:
+    """The results as one markdown table: RMSE per method, the best baseline and ours in bold,
+    and CRPS of the conditional imputer."""
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["table"], r["pattern"]), {})[r["method"]] = r
+    lines = ["| table | missing | " + " | ".join(BASELINES + OURS) + " | CRPS (conditional) |",
+             "| --- | --- |" + " --- |" * (len(BASELINES + OURS) + 1)]
+    for (table, pattern), m in cells.items():
+        best = {min((k for k in group if k in m), key=lambda k: m[k]["rmse"])
+                for group in (BASELINES, OURS)}
+        values = [(f"**{m[k]['rmse']:.3f}**" if k in best else f"{m[k]['rmse']:.3f}")
+                  if k in m else "" for k in BASELINES + OURS]
+        crps_ = m.get("conditional", {}).get("crps")
+        lines.append(f"| {table} | {pattern} | " + " | ".join(values)
+                     + f" | {'' if crps_ is None else f'{crps_:.3f}'} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tables", default="wine,diabetes,breast_cancer")
@@ -115,9 +138,13 @@ def main():
     parser.add_argument("--draws", type=int, default=16)
     parser.add_argument("--runs", default="runs/bench_impute")
     parser.add_argument("--out", default="bench/results/impute.json")
+    parser.add_argument("--report", action="store_true", help="print --out as a table, only")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    if args.report:
+        print(report(results["rows"]))
+        return
     every = load_tables()
     for table_name in args.tables.split(","):
         columns, values = every[table_name]
@@ -152,6 +179,7 @@ def main():
             results = {"steps": args.steps, "draws": args.draws, "rows": rows}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1))
+    print(report(results["rows"]))
     print(f"wrote {out}")
 
 

@@ -179,14 +179,24 @@ def test_impute_recovers_hidden_cells_of_a_known_table(table_run, monkeypatch, t
     assert 0.9 < ratio < 1.45, f"one draw's distance to the exact mean / posterior std {ratio:.2f}"
 
 
-def test_score_writes_one_finite_nll_per_row(table_run):
+def test_score_writes_one_column_per_method(table_run):
+    """method="all": nats, the score norms' Gaussian NLL, the ratio (nats minus those of a
+    Gaussian fitted to the training rows) and the reconstruction
+    error, one finite value per row; auto is msma alone."""
     complete = [r for r in tables.read(tables.BUNDLED).cells[:6]]
     write_rows(table_run / "complete.csv", tables.read(tables.BUNDLED).columns, complete)
     values = score(table_run / "run", input=str(table_run / "complete.csv"),
-                   output=str(table_run / "nll.csv"), batch_size=4)
-    written = np.loadtxt(table_run / "nll.csv", delimiter=",", skiprows=1)
-    assert written.shape == (6, 2) and np.isfinite(values).all()
-    np.testing.assert_allclose(written[:, 1], values, rtol=1e-5)
+                   output=str(table_run / "all.csv"), batch_size=4, method="all")
+    with open(table_run / "all.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["index", "nll_nats", "msma", "ratio", "reconstruction"]
+    written = np.array(rows, float)[:, 1:]
+    assert written.shape == (6, 4) and np.isfinite(written).all()
+    np.testing.assert_allclose(written, np.stack(list(values.values()), 1), rtol=1e-5)
+    alone = score(table_run / "run", input=str(table_run / "complete.csv"),
+                  output=str(table_run / "msma.csv"), batch_size=4)
+    assert list(alone) == ["msma"]
+    np.testing.assert_allclose(alone["msma"], values["msma"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("command, options, message", [
@@ -199,6 +209,8 @@ def test_score_writes_one_finite_nll_per_row(table_run):
     ("impute", dict(quantiles="0.1,1.5"), "--quantiles must be numbers in (0, 1), got [0.1, 1.5]"),
     ("impute", dict(quantiles="0.9", draws=1), "--quantiles needs --draws >= 2"),
     ("score", dict(holes=True), "has empty cells; score needs complete rows"),
+    ("score", dict(method="density"), "--method must be one of ['auto', 'likelihood', "),
+    ("score", dict(maps="m.npz"), "--maps writes the reconstruction's per-pixel maps"),
 ])
 def test_bad_table_inputs_are_named(table_run, tmp_path, command, options, message):
     source = tables.read(tables.BUNDLED)
@@ -209,7 +221,7 @@ def test_bad_table_inputs_are_named(table_run, tmp_path, command, options, messa
     write_rows(tmp_path / "in.csv", columns, rows)
     output = tmp_path / "in.csv" if options.get("output") else tmp_path / "out.csv"
     run = impute if command == "impute" else score
-    kwargs = {k: options[k] for k in ("draws", "method", "num_particles", "quantiles")
+    kwargs = {k: options[k] for k in ("draws", "method", "num_particles", "quantiles", "maps")
               if k in options}
     with pytest.raises(ConfigError) as info:
         run(table_run / "run", input=str(tmp_path / "in.csv"), output=str(output), **kwargs)
