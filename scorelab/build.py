@@ -28,7 +28,10 @@ MODELS = {"ncsnpp": (NCSNpp, True), "mlp": (MLP, False), "series": (SeriesNet, F
 # Models whose run trains log p_t(y | x_t) (sde.noisy_classifier_loss) instead of a score.
 CLASSIFIERS = ("classifier",)
 LOSSES = ("continuous", "discrete")
-MISSING_VALUES = ("csv", "series")  # data sets whose rows may have missing (NaN) entries
+MISSING_VALUES = ("csv", "series")
+# model.conditional_cells: the share of training rows given no cell, so that the network given
+# nothing is the unconditional score too (for `score`, the likelihood, projection and smc)
+UNCONDITIONAL_SHARE = 0.1  # data sets whose rows may have missing (NaN) entries
 
 
 def build_sde(config):
@@ -161,7 +164,8 @@ def build_objective(config, sde, model, columns=None):
         if cells:  # CSDI: learn the score of target cells given the other observed ones
             key, k_mask = jax.random.split(key)
             observed = kwargs.get("observed", jnp.ones(x0.shape, bool))
-            kwargs["observed"] = target_cells(k_mask, observed, cells, columns)
+            kwargs["observed"] = target_cells(k_mask, observed, cells, columns,
+                                              unconditional=UNCONDITIONAL_SHARE)
             given = (x0, observed & ~kwargs["observed"])
         if dropout and dropout_key is not None:
             drop = jax.random.bernoulli(jax.random.fold_in(dropout_key, 1), dropout,

@@ -164,7 +164,7 @@ class Selection:
         keys = jax.random.split(jax.random.key(config.seed + 2), repeats)
         self.loss = jax.jit(lambda params, x, labels: jax.lax.map(
             lambda k: loss(params, x, labels, k), keys).mean())
-        self.manager = best_manager(workdir)
+        self.manager, self.workdir, self.abstract = best_manager(workdir), workdir, abstract_params
         params, self.step = restore_best(workdir, abstract_params)
         self.best = np.inf if params is None else self._loss(params)
 
@@ -178,6 +178,11 @@ class Selection:
             self.manager.save(step, args=ocp.args.StandardSave(params), force=True)
         return {"select/loss": loss, "select/best_loss": self.best,
                 "select/best_step": self.step}
+
+    def params(self):
+        """The kept parameters, once saved."""
+        self.manager.wait_until_finished()
+        return restore_best(self.workdir, self.abstract)[0]
 
     def close(self):
         self.manager.wait_until_finished()

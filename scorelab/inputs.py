@@ -19,9 +19,10 @@ lowest squared error); `draws` = 1 writes one draw.
 A series run (`data.name = "series"`) reads a series CSV (time stamps first) of any length,
 fills it window by window (`series_draws`) and with `horizon` forecasts that many steps.
 
-score: bits/dim of uint8 images (an .npz with `images`, (n, H, W[, C])) or nats of the rows of
-a CSV (in the file's units: the standardisation's log-determinant is added back), by the
-probability-flow ODE (`samplers.log_likelihood`), in batches with a progress bar.
+score: per-example anomaly scores of uint8 images (an .npz with `images`, (n, H, W[, C])) or
+the rows of a CSV, in batches with a progress bar, one column per method (`score`): the
+likelihood (bits/dim, or nats in the file's units), score norms across noise levels, a
+likelihood ratio, SDEdit reconstruction error.
 """
 import pathlib
 import sys

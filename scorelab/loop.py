@@ -154,6 +154,12 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
                     log.write(done, evaluator(state.ema_params, step=done, eval_key=eval_key))
                 if selection is not None and (done % t.select_every == 0 or done == t.n_steps):
                     log.write(done, selection(state.ema_params, done))
+                    if done == t.n_steps and evaluator is not None and selection.step != done:
+                        # what the commands will use: the kept parameters, as "best/..."
+                        eval_key = jax.random.fold_in(jax.random.key(config.seed + 1), done)
+                        figures = evaluator(selection.params(), step=selection.step,
+                                            eval_key=eval_key)
+                        log.write(done, {"best/" + k[5:]: v for k, v in figures.items()})
         finally:
             batches.close()
             manager.wait_until_finished()

@@ -77,7 +77,8 @@ def discrete_dsm_loss(sde: SDE, score_fn: ParamScoreFn, params, x0: Batch, key, 
     return jnp.mean(_reduce(batch_mul(std, score) + z, reduce_mean, observed))
 
 
-def target_cells(key, observed: Batch, strategy: str = "random", columns=None) -> Batch:
+def target_cells(key, observed: Batch, strategy: str = "random", columns=None,
+                 unconditional: float = 0.0) -> Batch:
     """The observed cells a model conditioned on the others learns to predict in each row
     (bool, like `observed`); the rest of the row's observed cells are given. CSDI's strategies
     (Tashiro et al. 2021, sec. 4.1):
@@ -91,7 +92,17 @@ def target_cells(key, observed: Batch, strategy: str = "random", columns=None) -
                  random half of the features (at least one), as gaps in sensor data look.
     `columns` (int, (d,)), for flat rows whose cells span several entries (a one-hot
     category): the cell of each entry; a cell's entries are chosen together.
+    `unconditional`: the share of rows that predict all their observed cells, given none, so
+    that the same network, given nothing, is also the unconditional score (as label dropout
+    trains classifier-free guidance's).
     """
+    checks.check_number("unconditional", unconditional, low=0.0, high=1.0)
+    if unconditional:
+        k_every, key = jax.random.split(key)
+        chosen = target_cells(key, observed, strategy, columns)
+        every = jax.random.bernoulli(k_every, unconditional, (observed.shape[0],)
+                                     + (1,) * (observed.ndim - 1))
+        return jnp.where(every, observed, chosen)
     checks.check_choice("strategy", strategy, CELL_MASKS)
     if columns is not None:
         columns = np.asarray(columns)

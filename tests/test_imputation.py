@@ -40,6 +40,10 @@ def test_target_cells_draw_csdi_masks():
     assert (from_random | from_pattern).all() and 200 < from_pattern.sum() < 312
     with pytest.raises(ValueError, match="strategy"):
         target_cells(key, observed, "blocks")
+    # unconditional=0.3: those rows predict every observed cell (the rest as before)
+    some = np.asarray(target_cells(key, observed, "random", unconditional=0.3))
+    every = (some == obs).all(1)
+    assert 0.25 < every.mean() < 0.38 and not (some & ~obs).any()
 
 
 def test_mlp_conditioned_on_given_cells_sees_only_what_it_is_given():
@@ -69,7 +73,8 @@ def test_mlp_conditioned_on_given_cells_sees_only_what_it_is_given():
 
 
 def test_conditional_loss_is_the_dsm_loss_of_target_cells_given_the_rest():
-    """By hand: the objective's key gives the target cells (`target_cells`) and the DSM draws;
+    """By hand: the objective's key gives the target cells (`target_cells`, a tenth of the rows
+    given nothing) and the DSM draws;
     with the noise parameterisation std * score = -out, so the loss is the mean over rows of
     the mean over target cells of (z - out)^2, out being the network fed x_t, the other cells'
     clean values and their mask."""
@@ -90,7 +95,7 @@ def test_conditional_loss_is_the_dsm_loss_of_target_cells_given_the_rest():
     loss = build_objective(config, sde, model)(params, x0, None, key)
 
     key, k_mask = jax.random.split(key)
-    target = target_cells(k_mask, jnp.ones(x0.shape, bool), "random")
+    target = target_cells(k_mask, jnp.ones(x0.shape, bool), "random", unconditional=0.1)
     k_t, k_z = jax.random.split(key)
     t = jax.random.uniform(k_t, (64,), minval=config.training.eps, maxval=sde.T)
     z = jax.random.normal(k_z, x0.shape)

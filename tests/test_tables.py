@@ -87,6 +87,7 @@ def table_run(tmp_path_factory):
     tables.write(root / "holes.csv", source.columns, cells)
     config = table.get_config()
     config.data.path = str(root / "holes.csv")
+    config.model.conditional_cells = False  # the unconditional imputers' run
     config.model.mlp.update(hidden=32, depth=2)
     config.training.update(n_steps=40, log_every=20, eval_every=0, checkpoint_every=40)
     config.sampling.pc.update(num_steps=50, corrector="none")
