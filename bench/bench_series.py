@@ -24,6 +24,7 @@ series; a plot of the elnino "blocks" fill with ours' 10-90% band and the smooth
     pip install -e '.[bench]' statsmodels
     python -m bench.bench_series               # bench/results/series.json, series_fill.png
     python -m bench.bench_series --series=elnino --patterns=blocks --steps=500   # one cell
+    python -m bench.bench_series --report      # the markdown table of the results
 """
 import argparse
 import json
@@ -150,6 +151,25 @@ def plot(path, stamps, truth, holed, hidden, band, smooth, title):
     fig.savefig(path, dpi=110)
 
 
+def report(rows: list) -> str:
+    """The results as one markdown table: RMSE per method (CRPS in brackets where there are
+    draws or a Gaussian), the best in bold."""
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["series"], r["pattern"]), {})[r["method"]] = r
+    methods = ("linear", "kalman", "mice", "series", "mlp")
+    lines = ["| series | hidden | " + " | ".join(methods) + " |",
+             "| --- | --- |" + " --- |" * len(methods)]
+    for (name, pattern), m in cells.items():
+        best = min(m, key=lambda k: m[k]["rmse"])
+        text = [(f"**{m[k]['rmse']:.3f}**" if k == best else f"{m[k]['rmse']:.3f}")
+                + (f" ({m[k]['crps']:.3f})" if m[k]["crps"] is not None else "")
+                if k in m else "" for k in methods]
+        lines.append(f"| {name} | {pattern} ({m[best]['hidden']} cells) | " + " | ".join(text)
+                     + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--series", default="co2,elnino,macro")
@@ -160,9 +180,13 @@ def main():
     parser.add_argument("--draws", type=int, default=16)
     parser.add_argument("--runs", default="runs/bench_series")
     parser.add_argument("--out", default="bench/results/series.json")
+    parser.add_argument("--report", action="store_true", help="print --out as a table, only")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    if args.report:
+        print(report(results["rows"]))
+        return
     runs = pathlib.Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     every = load_series()
@@ -210,6 +234,7 @@ def main():
             results = {"steps": args.steps, "draws": args.draws, "rows": rows}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=1))
+    print(report(results["rows"]))
     print(f"wrote {out}")
 
 
