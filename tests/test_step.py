@@ -53,6 +53,8 @@ def test_every_config_builds_and_steps(name):
     if image:
         size = {"cifar10": 32, "mnist": 28}.get(config.data.name, 8)
         x = np.zeros((16, size, size, 3 if size == 32 else 1), np.uint8)
+    elif config.data.name == "series":  # windows (steps, features)
+        x = np.zeros((16, config.data.window, 2), np.float32)
     else:
         x = np.zeros((16, 2), np.float32)
     labels = np.zeros(16, np.int32)
