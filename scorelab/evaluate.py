@@ -17,7 +17,6 @@ from tqdm import tqdm
 from models.score import bind
 from samplers import bits_per_dim, log_likelihood
 from scorelab.build import is_classifier, logits_fn_for, score_fn_for
-from scorelab.config import ConfigError
 from scorelab.data import host_batch, preprocess, shard_batch, to_host
 from scorelab.metrics import METRICS
 from scorelab.pictures import save_samples

@@ -5,7 +5,6 @@ such files (paths separated by commas), with the features standardised as a tabl
 (`tables.Standardizer`, saved in the run's table.json).
 """
 import dataclasses
-import pathlib
 
 import numpy as np
 
