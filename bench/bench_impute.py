@@ -130,6 +130,16 @@ def report(rows: list) -> str:
     return "\n".join(lines)
 
 
+def read_results(out: pathlib.Path, report=None) -> dict | None:
+    """The results already in `out` (a run adds to them); with `report`, prints them as its
+    table and returns None."""
+    results = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    if report is None:
+        return results
+    print(report(results["rows"]))
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tables", default="wine,diabetes,breast_cancer")
@@ -141,9 +151,8 @@ def main():
     parser.add_argument("--report", action="store_true", help="print --out as a table, only")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {"rows": []}
-    if args.report:
-        print(report(results["rows"]))
+    results = read_results(out, report if args.report else None)
+    if results is None:
         return
     every = load_tables()
     for table_name in args.tables.split(","):

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from bench.bench_impute import crps
+from bench.bench_impute import crps, read_results
 from configs import series as series_config
 from scorelab.inputs import series_draws
 from scorelab.loop import train
@@ -183,9 +183,8 @@ def main():
     parser.add_argument("--report", action="store_true", help="print --out as a table, only")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {"rows": []}
-    if args.report:
-        print(report(results["rows"]))
+    results = read_results(out, report if args.report else None)
+    if results is None:
         return
     runs = pathlib.Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)

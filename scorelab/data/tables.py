@@ -44,7 +44,7 @@ def read(path, stats: "Standardizer | None" = None) -> Table:
     columns, cells = tuple(c.strip() for c in rows[0]), [[c.strip() for c in r] for r in rows[1:]]
     if stats is not None:
         stats.check_columns(columns, path)
-    levels = stats.levels if stats is not None and stats.levels else None
+    levels = stats.levels if stats is not None else None
     for i, row in enumerate(cells):
         if len(row) != len(columns):
             raise ValueError(f"{path}, line {i + 2}: {len(row)} cells, but the header names "
@@ -116,6 +116,11 @@ class Standardizer:
     low: np.ndarray | None = None  # the training range, for the integer columns
     high: np.ndarray | None = None
 
+    def __post_init__(self):  # a v0.3 file's numeric columns, spelt out per column
+        n = len(self.columns)
+        object.__setattr__(self, "integer", tuple(self.integer) or (False,) * n)
+        object.__setattr__(self, "levels", tuple(self.levels) or ((),) * n)
+
     @classmethod
     def fit(cls, columns, values: np.ndarray, levels=None) -> "Standardizer":
         levels = tuple(levels) if levels is not None else ((),) * len(columns)
@@ -145,7 +150,7 @@ class Standardizer:
     @property
     def dim_columns(self) -> np.ndarray:
         """The column of each of the network's entries (int, (width,))."""
-        widths = [len(lv) or 1 for lv in self.levels] if self.levels else [1] * len(self.columns)
+        widths = [len(lv) or 1 for lv in self.levels]
         return np.repeat(np.arange(len(self.columns)), widths)
 
     def to_model(self, values):
@@ -171,8 +176,7 @@ class Standardizer:
             first = np.searchsorted(self.dim_columns, np.arange(len(self.columns)))
             x = np.stack([x[..., k:k + len(lv)].argmax(-1) if lv else x[..., k]
                           for k, lv in zip(first, self.levels)], axis=-1)
-        values = np.where([bool(lv) for lv in self.levels] or False, x,
-                          x * self.std + self.mean)
+        values = np.where([bool(lv) for lv in self.levels], x, x * self.std + self.mean)
         if any(self.integer):
             whole = np.clip(np.round(values), self.low, self.high)
             values = np.where(self.integer, whole, values)
@@ -180,9 +184,9 @@ class Standardizer:
 
     def text(self, j: int, value: float) -> str:
         """Column j's value as a cell's text."""
-        if self.levels and self.levels[j]:
+        if self.levels[j]:
             return self.levels[j][int(value)]
-        if self.integer and self.integer[j]:
+        if self.integer[j]:
             return str(int(value))
         return f"{value:.6g}"
 
