@@ -2,6 +2,12 @@ import os
 
 # Four CPU devices for the data-parallel tests; must be set before JAX starts its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# XLA:CPU sizes the thread pool that runs each device's share of a program by the cores it sees.
+# On 2 cores, 4 devices and back-to-back sharded steps, participants of an all-reduce can wait
+# behind each other in that pool until the rendezvous aborts the process after 40 s (measured:
+# every time on 1 core, now and then under load on 2; docs/training.md#several-devices). Eight
+# workers, two steps' worth, removed it; train.py subprocesses inherit the setting.
+os.environ.setdefault("PJRT_NPROC", "8")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
