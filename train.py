@@ -160,9 +160,10 @@ COMMANDS = {
         (WORKDIR, Flag("input", "string", "", "A CSV with the run's columns, or an .npz of "
                        "uint8 `images`."),
          Flag("output", "string", "", "The CSV of per-example scores."),
-         Flag("method", "enum", "auto", "likelihood (bits/dim or nats), msma (score norms "
+         Flag("method", "string", "auto", "likelihood (bits/dim or nats), msma (score norms "
               "across noise levels), ratio (likelihood minus input complexity), "
-              "reconstruction (SDEdit round trips) or all; auto: msma.", SCORE_METHODS),
+              "reconstruction (SDEdit round trips), several joined by commas, or all; "
+              "auto: msma."),
          Flag("maps", "string", "", "An .npz for the reconstruction's per-pixel maps."),
          SEED, *HOSTS),
         lambda f: score(start(f), input=f.input, output=f.output, seed=f.seed,

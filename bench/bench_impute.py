@@ -22,6 +22,7 @@ call only re-imputes; results go to --out as each cell finishes.
     pip install -e '.[bench]'
     python -m bench.bench_impute                       # writes bench/results/impute.json
     python -m bench.bench_impute --tables=wine --patterns=mcar30 --steps=2000   # one cell
+    python -m bench.bench_impute --ours=conditional    # one of ours only, other rows kept
     python -m bench.bench_impute --report              # the markdown table of the results
 """
 import argparse
@@ -89,7 +90,7 @@ def crps(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def ours(runs: pathlib.Path, name: str, holed_csv: pathlib.Path, holed: np.ndarray,
          args) -> dict:
     out = {}
-    for kind in ("unconditional", "conditional"):
+    for kind in args.ours.split(","):
         workdir = runs / f"{name}-{kind}"
         config = table_config.get_config()
         config.data.path = str(holed_csv)
@@ -146,6 +147,9 @@ def main():
     parser.add_argument("--patterns", default=",".join(PATTERNS))
     parser.add_argument("--steps", type=int, default=6000, help="training steps of our runs")
     parser.add_argument("--draws", type=int, default=16)
+    parser.add_argument("--ours", default="unconditional,conditional",
+                        help="which of our runs to train and impute with (the other methods' "
+                             "rows in --out are kept)")
     parser.add_argument("--runs", default="runs/bench_impute")
     parser.add_argument("--out", default="bench/results/impute.json")
     parser.add_argument("--report", action="store_true", help="print --out as a table, only")
@@ -172,7 +176,7 @@ def main():
             cells = {**{k: (v[None], s) for k, (v, s) in baselines(holed).items()},
                      **ours(runs, name, holed_csv, holed, args)}
             rows = [r for r in results["rows"] if (r["table"], r["pattern"]) !=
-                    (table_name, pattern)]
+                    (table_name, pattern) or r["method"] not in cells]
             print(f"{name}: {int(hidden.sum())} hidden cells of {values.size}")
             for method, (samples, seconds) in cells.items():
                 draws = samples[:, hidden] / np.broadcast_to(scale, values.shape)[hidden]

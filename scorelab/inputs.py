@@ -230,13 +230,11 @@ def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 
                         (`maps`: an .npz of per-pixel maps for images);
     "auto" is "msma" (on 96 held-out digits against flipped / noised ones, AUROC 0.79 / 1.00,
     where the likelihood gives 0.76 / 1.00, the ratio 0.69 / 0.78 and the reconstruction 0.85
-    / 0.73; and it needs no ODE); "all" every one. Returns {method: values}."""
+    / 0.73; and it needs no ODE); "all" every one; several joined by commas those.
+    Returns {method: values}."""
     if not output:
         raise ConfigError("--output is required: the CSV file to write")
-    if method not in SCORE_METHODS:
-        raise ConfigError(f"--method must be one of {list(SCORE_METHODS)}, got {method!r}")
-    methods = (SCORE_METHODS[1:-1] if method == "all" else
-               ("msma",) if method == "auto" else (method,))
+    methods = _score_methods(method)
     if maps and "reconstruction" not in methods:
         raise ConfigError("--maps writes the reconstruction's per-pixel maps: it needs "
                           "--method=reconstruction or all")
@@ -294,6 +292,21 @@ def score(workdir, *, input: str, output: str, seed: int = 0, batch_size: int = 
               + ", ".join(f"mean {n} {v.mean():.4g}" for n, v in zip(names, out.values()))
               + f"): {output}" + (f"\n  maps: {maps}" if maps else ""))
     return out
+
+
+def _score_methods(method: str) -> tuple[str, ...]:
+    """`score`'s --method: one of SCORE_METHODS, or several of the four methods joined by
+    commas (e.g. "likelihood,ratio": the ratio's likelihood is not computed twice)."""
+    one = SCORE_METHODS[1:-1]
+    if method == "all":
+        return one
+    if method == "auto":
+        return ("msma",)
+    chosen = tuple(dict.fromkeys(method.split(",")))
+    if not chosen or any(m not in one for m in chosen):
+        raise ConfigError(f"--method must be one of {list(SCORE_METHODS)} or several of "
+                          f"{list(one)} joined by commas, got {method!r}")
+    return chosen
 
 
 def _batched(fn, x, batch_size: int, seed: int, what: str):

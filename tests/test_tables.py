@@ -183,7 +183,7 @@ def test_impute_recovers_hidden_cells_of_a_known_table(table_run, monkeypatch, t
 def test_score_writes_one_column_per_method(table_run):
     """method="all": nats, the score norms' Gaussian NLL, the ratio (nats minus those of a
     Gaussian fitted to the training rows) and the reconstruction
-    error, one finite value per row; auto is msma alone."""
+    error, one finite value per row; auto is msma alone; "ratio,likelihood" those two."""
     complete = [r for r in tables.read(tables.BUNDLED).cells[:6]]
     write_rows(table_run / "complete.csv", tables.read(tables.BUNDLED).columns, complete)
     values = score(table_run / "run", input=str(table_run / "complete.csv"),
@@ -198,6 +198,11 @@ def test_score_writes_one_column_per_method(table_run):
                   output=str(table_run / "msma.csv"), batch_size=4)
     assert list(alone) == ["msma"]
     np.testing.assert_allclose(alone["msma"], values["msma"], rtol=1e-5)
+    pair = score(table_run / "run", input=str(table_run / "complete.csv"),
+                 output=str(table_run / "pair.csv"), batch_size=4, method="ratio,likelihood")
+    assert sorted(pair) == ["likelihood", "ratio"]
+    for name in pair:
+        np.testing.assert_allclose(pair[name], values[name], rtol=1e-5)
 
 
 @pytest.mark.parametrize("command, options, message", [
@@ -211,6 +216,7 @@ def test_score_writes_one_column_per_method(table_run):
     ("impute", dict(quantiles="0.9", draws=1), "--quantiles needs --draws >= 2"),
     ("score", dict(holes=True), "has empty cells; score needs complete rows"),
     ("score", dict(method="density"), "--method must be one of ['auto', 'likelihood', "),
+    ("score", dict(method="msma,all"), "or several of ['likelihood', 'msma', 'ratio', "),
     ("score", dict(maps="m.npz"), "--maps writes the reconstruction's per-pixel maps"),
 ])
 def test_bad_table_inputs_are_named(table_run, tmp_path, command, options, message):
