@@ -116,7 +116,7 @@ def our_scores(workdir: str, sets: dict, seed: int, methods: str) -> dict:
 
 def maps_picture(workdir: str, sets: dict, path: pathlib.Path, seed: int, n: int = 8):
     """The first n images of each set above their reconstruction maps (`score --maps`), one
-    row pair per set, the maps on one grey scale."""
+    row pair per set, the maps on one colour scale."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
