@@ -30,7 +30,7 @@ from scorelab.cli import Command, Flag, main
 from scorelab.compare import compare
 from scorelab.config import ConfigError
 from scorelab.distributed import LaunchError
-from scorelab.inputs import IMPUTE_METHODS, SCORE_METHODS, impute, score
+from scorelab.inputs import IMPUTE_METHODS, impute, score
 from scorelab.sampling import SAMPLERS
 from scorelab.score_sde import import_score_sde
 from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
