@@ -139,8 +139,8 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
     "reverse_diffusion" and "ancestral" predictors is then `sde.replace(N=num_steps)`, i.e. DDPM's
     betas (or SMLD's sigmas) for that many steps. `denoise` ends with one Tweedie step at t = eps.
 
-    `time_grid` "karras" or "logsnr" (`samplers.grids`) places the `num_steps` predictor steps
-    from T to eps by noise level instead; the predictors then step with the continuous SDE's
+    `time_grid` "karras" or "logsnr" (`samplers.grids`), or an array of num_steps + 1 times,
+    places the `num_steps` predictor steps from T to eps by noise level instead; the predictors then step with the continuous SDE's
     exact transitions between grid points (the discrete chain belongs to the uniform grid).
     """
     predictor = "none" if predictor is None else predictor
@@ -150,14 +150,15 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
     checks.check_number("snr", snr, low=0.0, low_open=True)
     checks.check_int("n_corrector_steps", n_corrector_steps, low=0)
     checks.check_int("num_steps", num_steps, low=2, allow_none=True)
-    checks.check_choice("time_grid", time_grid, grids.TIME_GRIDS)
+    grids.check_time_grid(time_grid, sde.N if num_steps is None else num_steps)
+    uniform = isinstance(time_grid, str) and time_grid == "uniform"
     if predictor == "none" and (corrector == "none" or n_corrector_steps == 0):
         raise ValueError("predictor and corrector are both 'none' (or n_corrector_steps=0): "
                          "nothing would move the prior sample; choose at least one of them")
     shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=denoise,
                                eps_low_open=False)
     n = sde.N if num_steps is None else num_steps
-    if time_grid == "uniform" and n != sde.N:  # other grids do not use the discrete chain
+    if uniform and n != sde.N:  # other grids do not use the discrete chain
         try:
             sde = sde.replace(N=num_steps)
         except ValueError as e:
@@ -167,7 +168,7 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
 
     k_prior, k_loop = jax.random.split(key)
     x = sde.prior_sampling(k_prior, shape)
-    if time_grid == "uniform":  # Song et al.'s N grid points, each followed by a chain step
+    if uniform:  # Song et al.'s N grid points, each followed by a chain step
         ts, t_nexts = jnp.linspace(sde.T, eps, n), None
     else:
         grid = grids.time_grid(sde, n, eps, time_grid)

@@ -133,6 +133,23 @@ def test_fixed_step_samplers_on_every_grid_reproduce_gaussian_data(kind):
         np.testing.assert_allclose(x.std(0), s, rtol=4 / np.sqrt(2 * n) + 0.02)
 
 
+def test_a_grid_given_as_times_samples_as_its_named_grid():
+    """time_grid=<the "karras" grid's times> gives the same bits as time_grid="karras" in the
+    ODE, reverse-SDE and predictor-corrector samplers; a traced grid (under jit) too."""
+    sde, key, shape = VPSDE(), jax.random.key(1), (5, 2)
+    score = GaussianMixture.create([1.0], jnp.array([[0.5, -0.5]]), [0.3]).score_fn(sde)
+    times = time_grid(sde, 6, 1e-3, "karras")
+    calls = [lambda g: ode_sample(sde, score, shape, key, solver="dpmpp_2m", num_steps=6,
+                                  time_grid=g),
+             lambda g: sde_sample(sde, score, shape, key, num_steps=6, time_grid=g),
+             lambda g: pc_sample(sde, score, shape, key, num_steps=6, time_grid=g)]
+    for call in calls:
+        named, given = call("karras")[0], call(times)[0]
+        np.testing.assert_array_equal(np.asarray(given), np.asarray(named))
+    traced = jax.jit(lambda g: calls[0](g)[0])(times)
+    np.testing.assert_allclose(traced, calls[0]("karras")[0], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda f: ode_sample(VPSDE(), f, (2, 2), jax.random.key(0), solver="dpmpp_2m"),
      "solver 'dpmpp_2m' takes fixed steps"),
@@ -146,6 +163,15 @@ def test_fixed_step_samplers_on_every_grid_reproduce_gaussian_data(kind):
      "time_grid must be one of"),
     (lambda f: ode_sample(VPSDE(), f, (2, 2), jax.random.key(0), solver="dpm", num_steps=4),
      "solver must be one of"),
+    (lambda f: ode_sample(VPSDE(), f, (2, 2), jax.random.key(0), time_grid=[1.0, 1e-3]),
+     "time_grid is an array of times, but num_steps is None"),
+    (lambda f: ode_sample(VPSDE(), f, (2, 2), jax.random.key(0), solver="ddim", num_steps=2,
+                          time_grid=[1.0, 1e-3]), r"must have shape \(num_steps \+ 1,\) = \(3,\)"),
+    (lambda f: sde_sample(VPSDE(), f, (2, 2), jax.random.key(0), num_steps=2,
+                          time_grid=np.array([1.0, 0.5, 0.6])), "must decrease strictly"),
+    (lambda f: pc_sample(VPSDE(), f, (2, 2), jax.random.key(0), num_steps=2,
+                         time_grid=np.array([0.9, 0.5, 1e-3])),
+     r"must run from sde.T = 1.0 to eps = 0.001, got 0.9"),
 ])
 def test_bad_grid_and_solver_arguments(call, message):
     with pytest.raises(ValueError, match=message):
