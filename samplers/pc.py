@@ -150,7 +150,6 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
     checks.check_number("snr", snr, low=0.0, low_open=True)
     checks.check_int("n_corrector_steps", n_corrector_steps, low=0)
     checks.check_int("num_steps", num_steps, low=2, allow_none=True)
-    grids.check_time_grid(time_grid, sde.N if num_steps is None else num_steps)
     uniform = isinstance(time_grid, str) and time_grid == "uniform"
     if predictor == "none" and (corrector == "none" or n_corrector_steps == 0):
         raise ValueError("predictor and corrector are both 'none' (or n_corrector_steps=0): "
@@ -158,6 +157,7 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
     shape = check_sampler_args(sde, score_fn, shape, key, eps=eps, denoise=denoise,
                                eps_low_open=False)
     n = sde.N if num_steps is None else num_steps
+    grids.check_time_grid(time_grid, n)
     if uniform and n != sde.N:  # other grids do not use the discrete chain
         try:
             sde = sde.replace(N=num_steps)
