@@ -31,8 +31,8 @@ import time
 import numpy as np
 
 from bench.bench_impute import read_results
-from scorelab.data import load
 from scorelab.inputs import score
+from scorelab.loop import load_data
 from scorelab.workdir import read_config
 
 CORRUPTIONS = ("flipped", "rotated", "noised", "occluded", "natural")
@@ -184,7 +184,7 @@ def main():
     if results is None:
         return
     config = read_config(pathlib.Path(args.workdir))
-    data = load(config.data.name, path=config.data.path, image_size=config.data.image_size)
+    data = load_data(config)
     rng = np.random.default_rng(args.seed)
     normal = data.test[:args.count]
     sets = {"held_out": normal, **{k: corrupt(normal, k, rng) for k in CORRUPTIONS}}

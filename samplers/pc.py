@@ -140,8 +140,9 @@ def pc_sample(sde: SDE, score_fn: ScoreFn, shape, key, *, predictor="reverse_dif
     betas (or SMLD's sigmas) for that many steps. `denoise` ends with one Tweedie step at t = eps.
 
     `time_grid` "karras" or "logsnr" (`samplers.grids`), or an array of num_steps + 1 times,
-    places the `num_steps` predictor steps from T to eps by noise level instead; the predictors then step with the continuous SDE's
-    exact transitions between grid points (the discrete chain belongs to the uniform grid).
+    places the `num_steps` predictor steps from T to eps by noise level instead; the predictors
+    then step with the continuous SDE's exact transitions between grid points (the discrete
+    chain belongs to the uniform grid).
     """
     predictor = "none" if predictor is None else predictor
     corrector = "none" if corrector is None else corrector
