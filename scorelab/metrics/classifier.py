@@ -13,7 +13,7 @@ from flax import serialization
 
 from scorelab import distributed
 from scorelab.data.pipeline import to_host, to_uint8
-from scorelab.metrics.distances import frechet_distance
+from scorelab.metrics import fid
 
 CACHE = pathlib.Path.home() / ".cache" / "score_sde_jax"
 
@@ -102,7 +102,8 @@ def digit_classifier_metrics(samples, dataset, key=None, *, centered: bool = Tru
     f_gen, y_gen = classify(params, to_uint8(samples, centered=centered))
     f_test, y_test = classify(params, dataset.test)
     share = np.bincount(y_gen, minlength=10) / len(y_gen)
-    return {"eval/fd_digits": frechet_distance(f_gen, f_test),
+    return {"eval/fd_digits": fid.frechet_distance(*fid.statistics(f_gen),
+                                                   *fid.statistics(f_test)),
             "eval/classes_covered": int(np.sum(share >= 0.05)),  # classes with >= 5% of samples
             "eval/class_share_min": float(share.min()),
             "eval/classifier_test_acc": float(np.mean(y_test == dataset.test_labels))}

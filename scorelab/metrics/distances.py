@@ -1,4 +1,5 @@
-"""Distances between two sample sets."""
+"""The sliced Wasserstein distance between two sample sets (the Frechet distance of features is
+`scorelab.metrics.fid.frechet_distance`)."""
 import jax
 import jax.numpy as jnp
 
@@ -19,17 +20,3 @@ def sliced_wasserstein(x, y, key, *, num_projections: int = 256):
     px, py = jnp.sort(x @ theta, axis=0), jnp.sort(y @ theta, axis=0)
     return jnp.sqrt(jnp.mean(jnp.square(px - py)))
 
-
-def frechet_distance(feats_a, feats_b, *, eps: float = 1e-6) -> float:
-    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussian fits of two
-    feature sets (n, d) (Heusel et al. 2017). eps I is added to both covariances: dead ReLU
-    units make them singular."""
-    import numpy as np
-    import scipy.linalg
-
-    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a = np.cov(a, rowvar=False) + eps * np.eye(a.shape[1])
-    s_b = np.cov(b, rowvar=False) + eps * np.eye(b.shape[1])
-    root = scipy.linalg.sqrtm(s_a @ s_b)
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * np.real(root)))
