@@ -8,6 +8,9 @@
     python train.py denoise --noise_std=0.2       # reconstruct --operator=blur:1.0
     python train.py impute --workdir=runs/table --input=t.csv --output=filled.csv
     python train.py score --workdir=runs/default --input=images.npz --output=nll.csv
+    python train.py evaluate --workdir=runs/default --num=10000 --sampler=ode
+    python train.py fid-stats --config=configs/cifar10_ddpmpp_continuous.py --output=c10.npz \
+        --inception_path=pt_inception-2015-12-05-6726825d.pth
     python train.py compare --config=configs/compare_mixture.py --workdir=runs/compare
     python train.py import-score-sde --checkpoint=ckpt/checkpoint_26 --workdir=runs/imported \
         --score_sde_config=score_sde/configs/vp/cifar10_ddpmpp_continuous.py \
@@ -31,6 +34,8 @@ from scorelab.compare import compare
 from scorelab.config import ConfigError
 from scorelab.distributed import LaunchError
 from scorelab.inputs import IMPUTE_METHODS, impute, score
+from scorelab.measure import SPLITS, evaluate, fid_stats
+from scorelab.metrics.inception import RESIZE
 from scorelab.sampling import SAMPLERS
 from scorelab.score_sde import import_score_sde
 from scorelab.tasks import DEFAULT_METHOD, MASKS, TASKS, run_task
@@ -52,6 +57,11 @@ METHOD = Flag("method", "enum", DEFAULT_METHOD, "solve_inverse's method; auto is
               "operators with orthonormal rows, else tweedie.", ("auto", *INVERSE_METHODS))
 NUM_PARTICLES = Flag("num_particles", "integer", None, "Particles per image or row for "
                      f"--method=smc (default {smc.NUM_PARTICLES}; each costs the chain's NFE).")
+INCEPTION_PATH = Flag("inception_path", "string", "", "pytorch-fid's weights file "
+                      "pt_inception-2015-12-05-6726825d.pth (default: $SCORELAB_INCEPTION).")
+RESIZE_FLAG = Flag("resize", "enum", "pytorch-fid", "How images are resized to 299 x 299: "
+                   "pytorch-fid (torch's bilinear) or tf1 (TensorFlow 1's, as TF-GAN, score_sde "
+                   "and EDM).", RESIZE)
 # Several processes (one per host): the keywords of jax.distributed.initialize, or --multihost
 # for JAX's own detection of a SLURM, Cloud TPU or Open MPI cluster.
 HOSTS = (
@@ -168,6 +178,28 @@ COMMANDS = {
          SEED, *HOSTS),
         lambda f: score(start(f), input=f.input, output=f.output, seed=f.seed,
                         method=f.method, maps=f.maps)),
+    "evaluate": Command(
+        "Sample metrics of a run's EMA parameters at scale: the data set's own (the digit "
+        "classifier's Frechet distance) and, with Inception weights, FID, IS, KID and "
+        "precision / recall; in batches, resumable. Writes metrics.json.",
+        (WORKDIR, NUM(10000, "Number of samples."),
+         Flag("sampler", "enum", "", "Sampler (default: the run's).", ("", *SAMPLERS)),
+         SEED, Flag("batch_size", "integer", 256, "Samples per sampler call (and per file)."),
+         INCEPTION_PATH, Flag("reference", "string", "", "A reference file of `fid-stats` "
+                              "(default: made from the run's training images)."),
+         RESIZE_FLAG, Flag("out", "string", "", "Output directory (default: "
+                           "<workdir>/eval/<sampler>_n<num>_seed<seed>)."), *HOSTS),
+        lambda f: evaluate(start(f), num=f.num, sampler=f.sampler, seed=f.seed,
+                           batch_size=f.batch_size, inception_path=f.inception_path,
+                           reference=f.reference, resize=f.resize, out=f.out)),
+    "fid-stats": Command(
+        "Write a data set's reference file for FID and the others: Inception features of "
+        "every image of a split, in order, as stored (no dequantisation, no dropped batch).",
+        (CONFIG(help="Config whose data section names the data set."),
+         Flag("output", "string", "", "The reference file (.npz)."),
+         Flag("split", "enum", "train", "Which split.", SPLITS), INCEPTION_PATH, RESIZE_FLAG),
+        lambda f: fid_stats(f.config, output=f.output, split=f.split,
+                            inception_path=f.inception_path, resize=f.resize)),
     "compare": Command(
         "Train SDE variants side by side and run every sampler at NFE budgets; resumable "
         "cell by cell.",

@@ -33,7 +33,7 @@ from scorelab.commands import sample
 from scorelab.data import tables
 from scorelab.inputs import impute, score
 from scorelab.loop import load_data
-from scorelab.metrics.classifier import digit_classifier_metrics
+from scorelab.metrics import METRICS
 
 RESULTS = pathlib.Path(__file__).with_name("results")
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "conditional"
@@ -72,7 +72,7 @@ def frechet(stem) -> float:
     """The digit metric's Frechet distance of the samples saved at `stem` (model space)."""
     with np.load(stem.with_suffix(".npz")) as f:
         samples = f["samples"]
-    return digit_classifier_metrics(samples, DIGITS, centered=True)["eval/fd_digits"]
+    return METRICS["digit_classifier"](samples, DIGITS, centered=True)["eval/fd_digits"]
 
 
 def corruptions(test: np.ndarray) -> dict:

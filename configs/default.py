@@ -120,4 +120,12 @@ def get_config():
     # Samples drawn for the data set's sample metrics (the Frechet distance on the digit
     # classifier, sliced W2 for toy data); at least sampling.num_samples are drawn.
     evaluation.num_metric_samples = 256
+    evaluation.batch_size = 256  # samples per sampler call; metrics keep only their features
+    # FID / IS / KID / precision-recall on the FID Inception (docs/metrics.md): the path of
+    # pytorch-fid's weights file pt_inception-2015-12-05-6726825d.pth ("" = off), the resize
+    # (pytorch-fid | tf1) and a reference file of `train.py fid-stats` ("" = the run's
+    # training images, featurised once into <workdir>/fid_reference_<resize>.npz).
+    evaluation.inception_path = ""
+    evaluation.inception_resize = "pytorch-fid"
+    evaluation.inception_reference = ""
     return config

@@ -34,8 +34,7 @@ from scorelab.commands import restore
 from scorelab.config import ConfigError
 from scorelab.data.toy import analytic_mixture
 from scorelab.loop import check_workdir, load_data, train
-from scorelab.metrics import digit_classifier_metrics, sliced_wasserstein
-from scorelab.metrics.toy import sliced_w2_to_test
+from scorelab.metrics import METRICS, sliced_wasserstein
 from scorelab.progress import Progress
 from scorelab.step import make_mesh
 
@@ -171,9 +170,9 @@ def sample_metrics(model, x, key) -> dict:
     if model.config.data.name == "mixture":
         return {"sliced_w2": _mixture_w2(x), "weight_error": _weight_error(x)}
     if "digit_classifier" in data.metrics:
-        m = digit_classifier_metrics(x, data, key, centered=model.config.data.centered)
+        m = METRICS["digit_classifier"](x, data, key, centered=model.config.data.centered)
         return {"fd_digits": m["eval/fd_digits"], "classes_covered": m["eval/classes_covered"]}
-    return {"sliced_w2": sliced_w2_to_test(x, data, key)["eval/sliced_w2"]}
+    return {"sliced_w2": METRICS["sliced_w2"](x, data, key)["eval/sliced_w2"]}
 
 
 def noise_floor(num: int, sets: int = 8) -> dict:

@@ -7,6 +7,7 @@ sees one.
 """
 import copy
 import json
+import pathlib
 
 from models.unet import ddpmpp_config
 
@@ -44,6 +45,26 @@ def check_training(config, num_devices: int) -> None:
         raise ConfigError(f"model.ema_rate must be in [0, 1), got {config.model.ema_rate!r}")
 
 
+def check_eval(config) -> None:
+    """Evaluation values, and the files they name, before training starts."""
+    from scorelab.metrics import inception
+
+    e = config.eval
+    if not isinstance(e.batch_size, int) or e.batch_size < 1:
+        raise ConfigError(f"eval.batch_size must be a positive integer, got {e.batch_size!r}")
+    if e.inception_resize not in inception.RESIZE:
+        raise ConfigError(f"eval.inception_resize must be one of {list(inception.RESIZE)}, got "
+                          f"{e.inception_resize!r}")
+    if e.inception_path:
+        try:
+            inception.weights_path(e.inception_path)
+        except FileNotFoundError as err:
+            raise ConfigError(f"eval.inception_path: {err}") from None
+    if e.inception_reference and not pathlib.Path(e.inception_reference).is_file():
+        raise ConfigError(f"eval.inception_reference={e.inception_reference!r} is not a file "
+                          f"(write one with `train.py fid-stats`)")
+
+
 # v0.1 kept the U-Net's and the MLP's attributes, and every sampler's options, flat.
 _V01_UNET = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resblock_type",
              "embedding_type", "fourier_scale", "fir", "skip_rescale", "progressive",
@@ -70,6 +91,10 @@ _ADDED = {
     "model.mlp.dropout": 0.0,
     "data.window": 32,
     "model.series": dict(channels=64, depth=3, heads=4, embed_dim=64),
+    "eval.batch_size": 256,
+    "eval.inception_path": "",
+    "eval.inception_resize": "pytorch-fid",
+    "eval.inception_reference": "",
 }
 
 

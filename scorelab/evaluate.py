@@ -19,6 +19,7 @@ from samplers import bits_per_dim, log_likelihood
 from scorelab.build import is_classifier, logits_fn_for, score_fn_for
 from scorelab.data import host_batch, preprocess, shard_batch, to_host
 from scorelab.metrics import METRICS
+from scorelab.metrics.standard import inception_metrics
 from scorelab.pictures import save_samples
 from sde import batch_mul
 from scorelab.sampling import make_sample_fn
@@ -37,8 +38,10 @@ class Evaluator:
 
     - the held-out DSM loss on up to 256 test examples;
     - `max(sampling.num_samples, eval.num_metric_samples)` samples with the configured sampler,
-      the first `sampling.num_samples` written to `workdir`/samples/step_<n>.{png,npz};
-    - the data set's sample metrics (`dataset.metrics`) on all of them;
+      `eval.batch_size` at a time, the first `sampling.num_samples` written to
+      `workdir`/samples/step_<n>.{png,npz};
+    - the data set's sample metrics (`dataset.metrics`), and FID / IS / KID / precision-recall
+      when `eval.inception_path` is set, from the features of each batch;
     - bits/dim (images) or NLL in nats (points) of `eval.num_likelihood` test examples.
     """
 
@@ -50,9 +53,13 @@ class Evaluator:
         self.test, self.loss = held_out_loss(config, run, mesh)
         self.test_labels = self.test.get("labels")
 
+        self.metrics = {name: METRICS[name] for name in dataset.metrics}
+        if config.eval.inception_path:
+            self.metrics["inception"] = inception_metrics(config, dataset, workdir, mesh)
         self.num_saved = config.sampling.num_samples
-        num = max(self.num_saved, config.eval.num_metric_samples if dataset.metrics else 0)
-        self.sample = make_sample_fn(config, model, sde, num, dataset.data_shape, mesh)
+        self.num = max(self.num_saved, config.eval.num_metric_samples if self.metrics else 0)
+        self.batch = min(self.num, config.eval.batch_size)
+        self.sample = make_sample_fn(config, model, sde, self.batch, dataset.data_shape, mesh)
 
         # complete rows: a table's held-out rows may have missing cells, which have no density
         complete = np.flatnonzero(np.isfinite(dataset.test.reshape(len(dataset.test), -1))
@@ -80,22 +87,32 @@ class Evaluator:
         c, data = self.config, self.dataset
 
         tic = time.perf_counter()
-        x, nfe = self.sample(params, k_sample)
-        saved = to_host(x[:self.num_saved])
-        out.update({"eval/sample_nfe": int(nfe), "eval/time_sampling_s": _since(tic)})
+        saved, features, seconds = [], [], 0.0
+        for i, count in enumerate(batch_sizes(self.num, self.batch)):
+            x, nfe = self.sample(params, jax.random.fold_in(k_sample, i))
+            x = x[:count]
+            if sum(map(len, saved)) < self.num_saved:
+                saved.append(to_host(x[:self.num_saved - sum(map(len, saved))]))
+            seconds -= time.perf_counter()
+            features.append({name: metric.features(x, data, centered=c.data.centered)
+                             for name, metric in self.metrics.items()})
+            seconds += time.perf_counter()
+        out.update({"eval/sample_nfe": int(nfe),
+                    "eval/time_sampling_s": _since(tic) - seconds})
         stem = self.workdir / "samples" / f"step_{step:07d}"
         if jax.process_index() == 0:
-            save_samples(saved, stem, is_image=data.is_image, centered=c.data.centered)
-        say(f"  eval step {step}: {x.shape[0]} samples, {c.sampling.method} sampler, NFE "
+            save_samples(np.concatenate(saved), stem, is_image=data.is_image,
+                         centered=c.data.centered)
+        say(f"  eval step {step}: {self.num} samples, {c.sampling.method} sampler, NFE "
             f"{int(nfe)}: {out['eval/time_sampling_s']:.1f} s -> {stem}.png")
 
-        if data.metrics:
+        if self.metrics:
             tic = time.perf_counter()
-            for name in data.metrics:
-                out.update(METRICS[name](x, data, jax.random.fold_in(eval_key, 1),
-                                         centered=c.data.centered))
-            out["eval/time_metrics_s"] = _since(tic)
-            say(f"  eval step {step}: metrics {', '.join(data.metrics)}: "
+            for name, metric in self.metrics.items():
+                out.update(metric.result(concatenate([f[name] for f in features]), data,
+                                         jax.random.fold_in(eval_key, 1)))
+            out["eval/time_metrics_s"] = _since(tic) + seconds
+            say(f"  eval step {step}: metrics {', '.join(self.metrics)}: "
                 f"{out['eval/time_metrics_s']:.1f} s")
 
         if self.num_ll:
@@ -200,6 +217,17 @@ def held_out_loss(config, run, mesh):
         x0 = preprocess(x, key, is_image=dataset.is_image, centered=config.data.centered)
         return run.objective(params, x0, labels, key)
     return test, jax.jit(loss)
+
+
+def batch_sizes(num: int, batch: int) -> list[int]:
+    """The sizes of the batches that draw `num` samples `batch` at a time (the last may be
+    smaller; it is drawn whole, with its own key, and cut)."""
+    return [min(batch, num - i) for i in range(0, num, batch)]
+
+
+def concatenate(batches: list[dict]) -> dict:
+    """One dict of arrays from per-batch dicts with the same names."""
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
 def _since(tic: float) -> float:

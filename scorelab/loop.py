@@ -22,7 +22,7 @@ from scorelab import data, distributed
 from scorelab.build import build_model, build_objective, build_optimizer, build_sde, \
     is_classifier
 from scorelab.compilation import enable_compilation_cache
-from scorelab.config import ConfigError, check_training
+from scorelab.config import ConfigError, check_eval, check_training
 from scorelab.evaluate import Selection, make_evaluator, say
 from scorelab.progress import Progress
 from scorelab.sampling import check_sampling
@@ -76,6 +76,7 @@ def train(config, workdir: pathlib.Path) -> TrainState:
     enable_compilation_cache()
     mesh = make_mesh()
     check_training(config, mesh.size)
+    check_eval(config)
     differ = distributed.same_everywhere(config.to_json_best_effort(sort_keys=True))
     if differ:
         raise ConfigError(f"processes {differ} were started with a config that differs from "

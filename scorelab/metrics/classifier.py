@@ -95,14 +95,20 @@ def classify(params, images_uint8):
     return to_host(feats), to_host(jnp.argmax(logits, -1))
 
 
-def digit_classifier_metrics(samples, dataset, key=None, *, centered: bool = True) -> dict:
-    """Frechet distance (generated vs held-out) on classifier features, and class coverage;
-    `samples` are model-space images (in [-1, 1] when `centered`)."""
+def digit_features(samples, dataset, *, centered: bool = True) -> dict:
+    """The classifier's features and predicted classes of a batch of model-space `samples`."""
     params = load_or_train(dataset.train, dataset.train_labels)
-    f_gen, y_gen = classify(params, to_uint8(samples, centered=centered))
+    features, classes = classify(params, to_uint8(samples, centered=centered))
+    return {"features": features, "classes": classes}
+
+
+def digit_result(features: dict, dataset, key=None) -> dict:
+    """Frechet distance (generated vs held-out) on the classifier's features, and class
+    coverage, from `digit_features` of all samples."""
+    params = load_or_train(dataset.train, dataset.train_labels)
     f_test, y_test = classify(params, dataset.test)
-    share = np.bincount(y_gen, minlength=10) / len(y_gen)
-    return {"eval/fd_digits": fid.frechet_distance(*fid.statistics(f_gen),
+    share = np.bincount(features["classes"], minlength=10) / len(features["classes"])
+    return {"eval/fd_digits": fid.frechet_distance(*fid.statistics(features["features"]),
                                                    *fid.statistics(f_test)),
             "eval/classes_covered": int(np.sum(share >= 0.05)),  # classes with >= 5% of samples
             "eval/class_share_min": float(share.min()),

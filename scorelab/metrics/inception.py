@@ -19,6 +19,7 @@ The weights are read from a file the user has (`load_params`): nothing is ever d
 import hashlib
 import os
 import pathlib
+import warnings
 from functools import partial
 
 import flax.linen as nn
@@ -296,14 +297,15 @@ def sha256(path) -> str:
     return digest.hexdigest()
 
 
-def load_params(path: str | os.PathLike | None = None, *, check_hash: bool = True) -> dict:
+def load_params(path: str | os.PathLike | None = None) -> dict:
     """The Flax variables of pytorch-fid's weights file (found by `weights_path`), read without
-    torch (`scorelab.metrics.torchfile`). `check_hash` refuses a file whose sha256 does not
-    begin with 6726825d (another network's weights, or a damaged download)."""
+    torch (`scorelab.metrics.torchfile`). Every name and shape is checked; a file whose sha256
+    does not begin with 6726825d (other weights of this network: a fine-tuned or damaged file)
+    loads with a warning, since its figures compare with no paper's."""
     path = weights_path(path)
-    digest = sha256(path) if check_hash else SHA256_PREFIX
+    digest = sha256(path)
     if not digest.startswith(SHA256_PREFIX):
-        raise ValueError(f"{path}: sha256 {digest[:16]}... does not begin with "
-                         f"{SHA256_PREFIX}: not pytorch-fid's {FILENAME} (a damaged or other "
-                         f"file; check_hash=False reads other weights of this network)")
+        warnings.warn(f"{path}: sha256 {digest[:16]}... does not begin with {SHA256_PREFIX}: "
+                      f"not pytorch-fid's {FILENAME}; its FID is not comparable with papers'",
+                      stacklevel=2)
     return from_state_dict(torchfile.load(path))
