@@ -68,7 +68,7 @@ def test_commands_run_with_the_printed_defaults(spied):
     (["score", "--draws=2"], "--draws", "impute"),
     (["denoise", "--method=ddrm"], "--method", "complete, super-resolve, colorize, reconstruct"),
     (["sample", "--config.sampling.method=ode"], "--config.sampling.method",
-     "train, compare, import-score-sde"),
+     "train, fid-stats, compare, import-score-sde"),
     (["--num=3"], "--num", "sample, complete"),
     (["compare", "--coordinator_address=h:1"], "--coordinator_address", "train, sample"),
 ])

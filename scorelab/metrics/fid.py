@@ -21,32 +21,6 @@ def statistics(features) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-class Moments:
-    """The float64 mean and covariance of features that arrive in batches (`update`), equal to
-    `statistics` of all of them to float64 rounding: sums are taken about the first batch's
-    mean, so large means cost no precision."""
-
-    def __init__(self):
-        self.count, self.shift, self.sum, self.outer = 0, None, None, None
-
-    def update(self, features) -> None:
-        f = np.asarray(features, np.float64)
-        if self.shift is None:
-            self.shift = f.mean(axis=0)
-            self.sum, self.outer = np.zeros_like(self.shift), np.zeros((f.shape[1],) * 2)
-        f = f - self.shift
-        self.count += len(f)
-        self.sum += f.sum(axis=0)
-        self.outer += f.T @ f
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.count < 2:
-            raise ValueError(f"the moments need at least 2 features, got {self.count}")
-        mean = self.sum / self.count
-        cov = (self.outer - self.count * np.outer(mean, mean)) / (self.count - 1)
-        return self.shift + mean, cov
-
-
 def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two Gaussians (Heusel et al.
     2017) as pytorch-fid computes it: eps I is added to both covariances only when the square
