@@ -48,8 +48,9 @@ def check_inception_args(inception_path: str, resize: str) -> str:
 def fid_stats(config, *, output: str, split: str, inception_path: str, resize: str) -> dict:
     """Writes the reference file of the config's data set (`split`, every image in order) to
     `output`; returns its meta."""
-    if not output.endswith(".npz"):
-        raise ConfigError(f"--output must be an .npz path, got {output!r}")
+    if not output.endswith(".npz") or not pathlib.Path(output).resolve().parent.is_dir():
+        raise ConfigError(f"--output must be an .npz path in an existing directory, got "
+                          f"{output!r}")
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {list(SPLITS)}, got {split!r}")
     path = check_inception_args(inception_path, resize)
@@ -64,10 +65,13 @@ def fid_stats(config, *, output: str, split: str, inception_path: str, resize: s
     progress = Progress(len(images), desc="fid-stats", unit="image")
     reference = dataset_reference(
         params, images, resize=resize, path=output,
-        source=f"{config.data.name} {split} split, image_size {config.data.image_size or 'native'}",
+        source=f"{config.data.name} {split} split, image_size "
+               f"{config.data.image_size or 'native'}",
         progress=lambda n: progress.update(progress.done + n))
     if distributed.is_writer():
-        print(f"{len(images)} images -> {output} (resize {resize})")
+        score = reference["meta"]["inception_score"]
+        print(f"{len(images)} images -> {output} (resize {resize}; their Inception Score "
+              f"{score[0]:.3f} +- {score[1]:.3f})")
     return reference["meta"]
 
 
@@ -130,14 +134,15 @@ def evaluate(workdir, *, num: int, sampler: str, seed: int, batch_size: int,
 
     batches = [dict(np.load(f)) for f in files]
     features = concatenate([{k: v for k, v in b.items() if k != "nfe"} for b in batches])
-    result = {**what, "nfe": int(batches[0]["nfe"])}
+    nfe = [int(b["nfe"]) for b in batches]  # adaptive solvers take more steps on some batches
+    result = {**what, "nfe": float(np.mean(nfe)), "nfe_max": max(nfe)}
     for name, metric in metrics.items():
         own = {k.split("/", 1)[1]: v for k, v in features.items() if k.startswith(name + "/")}
         result.update(metric.result(own, dataset, jax.random.key(seed)))
     if distributed.is_writer():
         (target / "metrics.json").write_text(json.dumps(result, indent=1))
         shown = {k[5:]: round(v, 4) for k, v in result.items() if k.startswith("eval/")}
-        print(f"{num} samples of step {step} with {method} (NFE {result['nfe']}): {shown} -> "
+        print(f"{num} samples of step {step} with {method} (NFE {result['nfe']:g}): {shown} -> "
               f"{target / 'metrics.json'}")
     return result
 

@@ -16,7 +16,7 @@ from scorelab import measure
 from scorelab.config import ConfigError
 from scorelab.loop import train
 from scorelab.metrics import fid, inception
-from scorelab.metrics.standard import load_reference
+from scorelab.metrics.standard import InceptionMetrics, load_reference
 from tests.test_inception import FIXTURES, random_state_dict, REF
 from tests.test_train import tiny_unet, toy_config
 
@@ -94,7 +94,8 @@ def test_fid_stats_then_evaluate_with_inception(tmp_path, random_inception):
     saved = [np.load(tmp_path / "eval" / f"batch_0000{i}.npz") for i in range(2)]
     pool = np.concatenate([s["inception/pool"] for s in saved])
     logits = np.concatenate([s["inception/logits"] for s in saved])
-    assert pool.shape == (6, 2048) and out["nfe"] == 3 and out["resize"] == "tf1"
+    assert pool.shape == (6, 2048) and out["resize"] == "tf1"
+    assert out["nfe"] == out["nfe_max"] == 3  # euler, 2 steps, and the denoising step
     assert np.isfinite(out["eval/fid"]) and out["eval/fid"] > 0  # its parity: test_inception
     assert out["eval/inception_score"] == fid.inception_score(logits, splits=1)[0]
     assert out["eval/kid"] == fid.kid(ref["pool"], pool, subset_size=6)[0]
@@ -113,9 +114,30 @@ def test_bad_arguments_fail_before_any_work(tmp_path, monkeypatch):
                          (dict(reference="r.npz"), "--reference needs the Inception weights")):
         with pytest.raises(ConfigError, match=message):
             measure.evaluate(tmp_path, **{**args, **bad})
-    with pytest.raises(ConfigError, match="--output must be an .npz"):
+    with pytest.raises(ConfigError, match="--output must be an .npz path in an existing"):
         measure.fid_stats(default.get_config(), output="x.txt", split="train",
                           inception_path="", resize="tf1")
     with pytest.raises(ConfigError, match="needs the FID Inception weights"):
         measure.fid_stats(default.get_config(), output="x.npz", split="train",
                           inception_path="", resize="tf1")
+
+
+def test_reference_files_of_score_sde_and_pytorch_fid(tmp_path):
+    """score_sde's stats keep raw pool_3 features (TF-GAN's resize); pytorch-fid's keep mu and
+    sigma only, which give FID but neither KID nor precision / recall."""
+    pool = np.random.default_rng(0).standard_normal((40, 16)).astype(np.float32)
+    np.savez(tmp_path / "cifar10_stats.npz", pool_3=pool)
+    ref = load_reference(tmp_path / "cifar10_stats.npz")
+    assert ref["meta"] == {"format": "score_sde", "resize": "tf1", "count": 40}
+    np.testing.assert_array_equal(ref["sigma"], fid.statistics(pool)[1])
+    mu, sigma = fid.statistics(pool)
+    np.savez(tmp_path / "pytorch_fid.npz", mu=mu, sigma=sigma)
+    ref = load_reference(tmp_path / "pytorch_fid.npz")
+    assert ref["pool"] is None and ref["meta"]["resize"] == "pytorch-fid"
+    metrics = InceptionMetrics(None, ref).result({"pool": pool[:20] + 1, "logits": pool[:20]})
+    assert metrics["eval/fid"] > 0 and "eval/kid" not in metrics
+    np.savez(tmp_path / "other.npz", images=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="neither raw features"):
+        load_reference(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match="fid-stats"):
+        load_reference(tmp_path / "missing.npz")

@@ -4,7 +4,7 @@ FID Inception network's features, against a reference file of a data set's featu
 A reference file (`write_reference`, `train.py fid-stats`) is an .npz with the raw pool features
 `pool_3` (n, 2048) float32, as score_sde's `assets/stats/*_stats.npz` keep them, their float64
 `mu` and `sigma`, as pytorch-fid's .npz keep them, and `meta`, a JSON string: resize mode,
-count, image shape, the images' sha256, the source and the data's own Inception Score.
+count, image shape, the images' sha256, the source and the images' own Inception Score.
 `load_reference` reads all three kinds: score_sde's files (pool_3 only; TF-GAN resized them as
 "tf1") and pytorch-fid's (mu and sigma only: FID, but no KID or precision / recall).
 """
@@ -24,15 +24,13 @@ CHUNK = 50  # images per Inception call (pytorch-fid's batch): 299 x 299 activat
 PR_SEED = 2020  # the reference's subsample for precision / recall
 
 
-def write_reference(path, pool: np.ndarray, *, images_sha256: str, resize: str,
-                    image_shape, source: str) -> dict:
-    """Writes the reference file of features `pool` (atomically: a failed run leaves no file);
-    returns its meta."""
+def write_reference(path, pool: np.ndarray, meta: dict) -> dict:
+    """Writes the reference file of features `pool` with `meta` (its provenance) atomically: a
+    failed run leaves no file. Returns the meta written."""
     pool = np.asarray(pool, np.float32)
     mu, sigma = fid.statistics(pool)
-    meta = {"format": "scorelab-fid-reference-1", "count": len(pool), "resize": resize,
-            "image_shape": list(image_shape), "images_sha256": images_sha256, "source": source,
-            "network": inception.FILENAME}
+    meta = {"format": "scorelab-fid-reference-1", "count": len(pool),
+            "network": inception.FILENAME, **meta}
     path = pathlib.Path(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(partial, "wb") as f:
@@ -64,14 +62,6 @@ def load_reference(path) -> dict:
             "count": None if pool is None else len(pool)}
     return {"mu": mu, "sigma": sigma, "pool": pool, "meta": meta,
             "sha256": inception.sha256(path)}
-
-
-def sha256_of_images(batches) -> str:
-    """The sha256 of uint8 images fed in order, batch by batch."""
-    digest = hashlib.sha256()
-    for batch in batches:
-        digest.update(np.ascontiguousarray(batch, np.uint8).tobytes())
-    return digest.hexdigest()
 
 
 class InceptionMetrics:
@@ -134,18 +124,22 @@ def load_inception(path, mesh=None):
 def dataset_reference(params, images: np.ndarray, *, resize: str, source: str,
                       path=None, progress=None) -> dict:
     """The reference of uint8 `images` (every one, in order, as stored: no dequantisation, no
-    dropped batch), as `load_reference` returns it; written to `path` when given (by process 0
-    only). `progress(count)` is called after each chunk."""
-    pool = []
+    dropped batch), as `load_reference` returns it, with the images' own Inception Score in
+    its meta; written to `path` when given (by process 0 only). `progress(count)` is called
+    after each chunk."""
+    parts = []
     for i in range(0, len(images), CHUNK):
-        pool.append(inception_features(params, images[i:i + CHUNK], resize)["pool"])
+        parts.append(inception_features(params, images[i:i + CHUNK], resize))
         if progress is not None:
-            progress(len(pool[-1]))
-    pool = np.concatenate(pool)
-    meta = dict(count=len(pool), resize=resize, image_shape=list(images.shape[1:]),
-                images_sha256=sha256_of_images([images]), source=source)
+            progress(len(parts[-1]["pool"]))
+    pool = np.concatenate([p["pool"] for p in parts])
+    score = fid.inception_score(np.concatenate([p["logits"] for p in parts]),
+                                splits=10 if len(pool) >= 10 else 1)
+    meta = {"count": len(pool), "resize": resize, "image_shape": list(images.shape[1:]),
+            "images_sha256": hashlib.sha256(np.ascontiguousarray(images)).hexdigest(),
+            "source": source, "inception_score": list(score)}
     if path is not None and jax.process_index() == 0:
-        meta = write_reference(path, pool, **{k: v for k, v in meta.items() if k != "count"})
+        meta = write_reference(path, pool, meta)
     mu, sigma = fid.statistics(pool)
     return {"mu": mu, "sigma": sigma, "pool": pool, "meta": meta, "sha256": None}
 

@@ -23,6 +23,6 @@ def mixture_density_result(features: dict, dataset, key) -> dict:
     """The best NLL any model can reach on the held-out points (the data's own density), and how
     likely the samples are under it."""
     mix = analytic_mixture()
-    return {"eval/nll_true_density_nats": -float(jnp.mean(mix.log_prob(jnp.asarray(dataset.test)))),
-            "eval/sample_logp_true_density": float(jnp.mean(mix.log_prob(
-                jnp.asarray(features["points"]))))}
+    mean_log_p = lambda x: float(jnp.mean(mix.log_prob(jnp.asarray(x))))
+    return {"eval/nll_true_density_nats": -mean_log_p(dataset.test),
+            "eval/sample_logp_true_density": mean_log_p(features["points"])}
