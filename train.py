@@ -11,6 +11,7 @@
     python train.py evaluate --workdir=runs/default --num=10000 --sampler=ode
     python train.py fid-stats --config=configs/cifar10_ddpmpp_continuous.py --output=c10.npz \
         --inception_path=pt_inception-2015-12-05-6726825d.pth
+    python train.py prepare-data --input=images/ --output=data/church --image_size=256
     python train.py compare --config=configs/compare_mixture.py --workdir=runs/compare
     python train.py import-score-sde --checkpoint=ckpt/checkpoint_26 --workdir=runs/imported \
         --score_sde_config=score_sde/configs/vp/cifar10_ddpmpp_continuous.py \
@@ -34,6 +35,7 @@ from scorelab.compare import compare
 from scorelab.config import ConfigError
 from scorelab.distributed import LaunchError
 from scorelab.inputs import IMPUTE_METHODS, impute, score
+from scorelab.data.prepare import prepare
 from scorelab.measure import SPLITS, evaluate, fid_stats
 from scorelab.metrics.inception import RESIZE
 from scorelab.sampling import SAMPLERS
@@ -200,6 +202,16 @@ COMMANDS = {
          Flag("split", "enum", "train", "Which split.", SPLITS), INCEPTION_PATH, RESIZE_FLAG),
         lambda f: fid_stats(f.config, output=f.output, split=f.split,
                             inception_path=f.inception_path, resize=f.resize)),
+    "prepare-data": Command(
+        "Write a folder of images (class subfolders as labels) or an .npz of uint8 `images` "
+        "(and `labels`) as ArrayRecord shards that training streams (data.name='records').",
+        (Flag("input", "string", "", "A folder of .png / .jpg images, or an .npz."),
+         Flag("output", "string", "", "The directory to create."),
+         Flag("image_size", "integer", 0, "Resize to S x S as score_sde: shorter side to S, "
+              "central crop (0: keep; the images must then share one size)."),
+         Flag("crop", "integer", 0, "A central crop before resizing (score_sde's CelebA: "
+              "140).")),
+        lambda f: prepare(f.input, f.output, image_size=f.image_size, crop=f.crop)),
     "compare": Command(
         "Train SDE variants side by side and run every sampler at NFE budgets; resumable "
         "cell by cell.",

@@ -13,10 +13,10 @@ def get_config():
     config.seed = 0  # all randomness (init, batches, noise, samples) derives from this
 
     config.data = data = ml_collections.ConfigDict()
-    # digits | mnist | npz | folder | cifar10 | csv | series | mixture | moons | swiss_roll |
-    # checkerboard
+    # digits | mnist | npz | folder | records (train.py prepare-data) | cifar10 | csv | series |
+    # mixture | moons | swiss_roll | checkerboard
     data.name = "digits"
-    data.path = ""  # file (npz, csv) or folder (folder) for the user's own data
+    data.path = ""  # file (npz, csv) or folder (folder, records) for the user's own data
     data.image_size = 0  # 0 keeps the native size; else an integer multiple of it
     data.centered = True  # model space [-1, 1] (True) or [0, 1] (False)
     data.dequantize = False  # uniform dequantisation (x + u) / 256 of 8-bit images in training
@@ -24,6 +24,9 @@ def get_config():
     data.num_train = 10000  # toy sets only: training points drawn
     data.num_test = 2000  # toy sets only: held-out points drawn
     data.window = 32  # series only: time steps per training window
+    # Worker processes that read and decode streamed batches (records, and in-memory sets over
+    # 256 MB); 0 reads them in the training process (docs/data.md: what was measured).
+    data.num_workers = 0
 
     config.sde = sde = ml_collections.ConfigDict()
     sde.name = "vpsde"  # vpsde | subvpsde | vesde

@@ -12,7 +12,8 @@ import pathlib
 from models.unet import ddpmpp_config
 
 # Fields that may change between the runs of one workdir (they do not change the trajectory).
-RESUMABLE_CHANGES = ("training.n_steps", "training.log_every", "training.eval_every",
+RESUMABLE_CHANGES = ("data.num_workers", "training.n_steps", "training.log_every",
+                     "training.eval_every",
                      "training.checkpoint_every", "training.max_to_keep",
                      "training.select_every", "sampling", "eval")
 
@@ -33,6 +34,9 @@ def check_training(config, num_devices: int) -> None:
         if not isinstance(t[name], int) or t[name] < 0:
             raise ConfigError(f"training.{name} must be a positive integer, or 0 for no "
                               f"{what}, got {t[name]!r}")
+    workers = config.data.num_workers
+    if not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"data.num_workers must be an integer >= 0, got {workers!r}")
     if t.batch_size % num_devices:
         raise ConfigError(f"training.batch_size={t.batch_size} must be divisible by the number "
                           f"of devices ({num_devices})")
@@ -91,6 +95,7 @@ _ADDED = {
     "model.mlp.dropout": 0.0,
     "data.window": 32,
     "model.series": dict(channels=64, depth=3, heads=4, embed_dim=64),
+    "data.num_workers": 0,
     "eval.batch_size": 256,
     "eval.inception_path": "",
     "eval.inception_resize": "pytorch-fid",

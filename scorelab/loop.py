@@ -126,7 +126,8 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
     (`evaluate.Selection`); SIGTERM saves and exits."""
     t = config.training
     batches = data.DeviceBatches(dataset, mesh, start=start, batch_size=t.batch_size,
-                                 seed=config.seed)
+                                 seed=config.seed, workers=config.data.num_workers,
+                                 stop=t.n_steps)
     pending, tic, tic_step, waited = [], time.perf_counter(), start, 0.0
     progress = Progress(t.n_steps, desc="training", unit="step", initial=start)
     with _preemption() as preempted:

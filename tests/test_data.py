@@ -26,7 +26,7 @@ def labelled(n=20):
     return data.Dataset(x, x[:6], np.arange(n, dtype=np.int32), np.arange(6, dtype=np.int32))
 
 
-def test_global_batch_is_placed_by_the_sharding_not_by_device_order():
+def test_streamed_batch_is_placed_by_the_sharding_not_by_device_order():
     """Each device's block of a global batch holds the rows the sharding assigns it, also on a
     mesh whose device order is not the devices' own (as on some multi-host platforms)."""
     ds = labelled()
@@ -34,8 +34,11 @@ def test_global_batch_is_placed_by_the_sharding_not_by_device_order():
     np.testing.assert_array_equal(whole["x"][:, 0, 0, 0], whole["labels"])
     shuffled = np.array(jax.devices())[[2, 0, 3, 1]]
     mesh = jax.sharding.Mesh(shuffled, ("data",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    batch = data.global_batch(ds, 5, sharding, batch_size=8, seed=0)
+    batches = data.DeviceBatches(ds, mesh, start=5, batch_size=8, seed=0, resident_bytes=0)
+    try:
+        batch = next(batches)
+    finally:
+        batches.close()
     for key in ("x", "labels"):
         np.testing.assert_array_equal(data.to_host(batch[key]), whole[key])
         for shard in batch[key].addressable_shards:
@@ -98,13 +101,14 @@ def test_resize_upsamples_by_integer_factors_only():
         images.resize(x, 3)
 
 
-@pytest.mark.parametrize("resident_bytes", [2**30, 0])  # on the devices / prefetching thread
-def test_device_batches_are_the_host_batches_sharded(resident_bytes):
+# on the devices; streamed by grain in this process; in a spawned worker process
+@pytest.mark.parametrize("resident_bytes,workers", [(2**30, 0), (0, 0), (0, 1)])
+def test_device_batches_are_the_host_batches_sharded(resident_bytes, workers):
     ds = labelled(40)
     mesh = jax.make_mesh((jax.device_count(),), ("data",),
                          axis_types=(jax.sharding.AxisType.Auto,))
     batches = data.DeviceBatches(ds, mesh, start=3, batch_size=8, seed=2, prefetch=2,
-                                 resident_bytes=resident_bytes)
+                                 resident_bytes=resident_bytes, workers=workers)
     assert batches.resident == bool(resident_bytes)
     try:
         for step in range(3, 9):

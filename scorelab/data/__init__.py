@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scorelab.data import images, series, tables, toy
-from scorelab.data.pipeline import (DeviceBatches, batch_indices, global_batch, host_batch,
+from scorelab.data import images, records, series, tables, toy
+from scorelab.data.pipeline import (DeviceBatches, batch_indices, host_batch,
                                      preprocess, put_global, shard_batch, to_host, to_uint8)
 
 
@@ -72,6 +72,14 @@ def _folder(*, path, image_size, **_):
     return _fixed_split(x, y, max(1, len(x) // 10))
 
 
+def _records(*, path, image_size, **_):
+    arrays = records.load(path)
+    if image_size and image_size != arrays[0].shape[1]:
+        raise ValueError(f"data.image_size={image_size}: the records in data.path={path!r} "
+                         f"were prepared at {arrays[0].shape[1]} (set 0, or prepare again)")
+    return arrays
+
+
 def _cifar10(*, image_size, **_):
     (x, y), (xt, yt) = images.cifar10("train"), images.cifar10("test")
     return images.resize(x, image_size), images.resize(xt, image_size), y, yt
@@ -102,6 +110,8 @@ SOURCES = {
     "mnist": Source(_mnist, metrics=("digit_classifier",)),
     "npz": Source(_npz),
     "folder": Source(_folder),
+    # records: a directory of `train.py prepare-data` (ArrayRecord shards, read as needed)
+    "records": Source(_records),
     "cifar10": Source(_cifar10),
     # csv: numeric columns, empty cells missing; data.path empty = the bundled breast-cancer
     # table. 10% of the complete rows held out.
@@ -132,5 +142,5 @@ def load(name: str, *, path: str = "", image_size: int = 0, seed: int = 0,
 
 
 __all__ = ["Dataset", "Source", "SOURCES", "load", "DeviceBatches", "batch_indices",
-           "global_batch", "host_batch", "preprocess", "put_global", "shard_batch", "to_host",
+           "host_batch", "preprocess", "put_global", "shard_batch", "to_host",
            "to_uint8"]

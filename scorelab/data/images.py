@@ -42,6 +42,9 @@ def npz(path: str):
     return _as_uint8_nhwc(images, f"data.path={path!r}"), labels
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
 def folder(path: str, image_size: int | None):
     """Every PNG / JPEG under `path` (sorted), resized to image_size if given; needs Pillow."""
     from PIL import Image
@@ -49,7 +52,7 @@ def folder(path: str, image_size: int | None):
     root = pathlib.Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"data.path={path!r}: no such folder")
-    files = sorted(q for q in root.rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    files = sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"data.path={path!r} holds no .png, .jpg or .jpeg files")
     images = []

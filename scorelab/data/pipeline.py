@@ -1,13 +1,17 @@
 """From a data set to the accelerator: the batch order, each process's rows, preprocessing.
 
 `batch_indices(step, ...)` is a pure function of the step, so a resumed run reads the same
-batches as an uninterrupted one. Every process holds the whole data set on the host; a global
-batch is placed by its sharding's index map, so each process reads and transfers only the rows
-its own devices hold (`global_batch`, `put_global`), and `to_host` gathers results back.
+batches as an uninterrupted one, on any process count. A global batch is placed by its
+sharding's index map, so each process reads and transfers only the rows its own devices hold
+(`local_rows`, `StepRows`, `put_global`), and `to_host` gathers results back. In-memory data
+sets are numpy arrays every process holds; prepared records (`scorelab.data.records`) are read
+row by row.
 `preprocess` (dequantisation, flips, scaling) is a pure function of the batch and a key that
 runs inside the jitted train step. `DeviceBatches` feeds the devices: resident small data
 sets, or a prefetching thread.
 """
+import functools
+import os
 import queue
 import threading
 import time
@@ -49,18 +53,6 @@ def host_batch(dataset, step: int, *, batch_size: int, seed: int, split: str = "
     arrays = _split(dataset, split)
     idx = batch_indices(step, n=len(arrays["x"]), batch_size=batch_size, seed=seed)
     return {k: a[idx] for k, a in arrays.items()}
-
-
-def global_batch(dataset, step: int, sharding, *, batch_size: int, seed: int,
-                 split: str = "train") -> dict:
-    """Global batch `step` as arrays with `sharding` (over the batch axis). Each process reads
-    only the rows its own devices hold, as the sharding's index map names them (device order
-    need not follow process order), so the batch is the same whatever the process count."""
-    arrays = _split(dataset, split)
-    idx = batch_indices(step, n=len(arrays["x"]), batch_size=batch_size, seed=seed)
-    return {k: jax.make_array_from_callback((batch_size, *a.shape[1:]), sharding,
-                                            lambda index, a=a: a[idx[index[0]]][:, *index[1:]])
-            for k, a in arrays.items()}
 
 
 def preprocess(batch, key, *, is_image: bool, centered: bool = True, dequantize: bool = False,
@@ -109,41 +101,99 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
+class StepRows:
+    """grain's transform of a step to this process's rows of global batch `step` (decoded:
+    a `Records` array reads only those), {"x": ..., "labels": ...} in the order of `rows`.
+    It pickles (the arrays and records with it), so grain's worker processes can run it."""
+
+    def __init__(self, arrays: dict, rows: np.ndarray, *, batch_size: int, seed: int):
+        self.arrays, self.rows, self.batch_size, self.seed = arrays, rows, batch_size, seed
+
+    def __call__(self, step: int) -> dict:
+        idx = batch_indices(int(step), n=len(self.arrays["x"]), batch_size=self.batch_size,
+                            seed=self.seed)[self.rows]
+        return {k: a[idx] for k, a in self.arrays.items()}
+
+
+def exit_with_parent(parent: int, *_) -> None:
+    """Run in each grain worker: exits it once `parent` (the training process) is gone, also
+    after a SIGKILL that gave the parent no chance to stop its workers."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def local_rows(sharding, batch_size: int, devices=None) -> np.ndarray:
+    """The rows of a (batch_size, ...) array that `devices` (default: this process's) hold,
+    in order."""
+    index = sharding.devices_indices_map((batch_size,))
+    devices = sharding.addressable_devices if devices is None else set(devices)
+    return np.unique(np.concatenate([np.arange(batch_size)[i[0]] for d, i in index.items()
+                                     if d in devices]))
+
+
 class DeviceBatches:
     """Global training batches `start, start + 1, ...` as arrays sharded over `mesh`'s "data"
     axis, each process materialising only its own rows.
 
-    A training split of at most `resident_bytes` is put on the devices once (replicated), and
-    a batch is gathered there from indices computed on the host: no per-step copy at all.
-    Larger ones are gathered on the host by a background thread `prefetch` steps ahead and
-    transferred while the current step runs. `wait_s` adds up the time `next` spent waiting.
+    An in-memory training split of at most `resident_bytes` is put on the devices once
+    (replicated), and a batch is gathered there from indices computed on the host: no per-step
+    copy at all. Larger ones, and `Records` always, are read by grain: a `MapDataset` over the
+    steps whose element is this process's rows of that step's batch (`StepRows`), decoded in
+    `workers` spawned processes (0: in this one) `prefetch` steps ahead, and a background thread
+    transfers each to the devices while the current step runs. The state to resume is the step
+    alone. `wait_s` adds up the time `next` spent waiting.
     """
 
     def __init__(self, dataset, mesh, *, start: int, batch_size: int, seed: int,
-                 prefetch: int = 2, resident_bytes: int = 256 * 2**20):
+                 prefetch: int = 2, resident_bytes: int = 256 * 2**20, workers: int = 0,
+                 stop: int = 2**40):
         self.dataset, self.mesh, self.step = dataset, mesh, start
         self.batch_size, self.seed, self.wait_s = batch_size, seed, 0.0
         self.sharded = NamedSharding(mesh, P("data"))
         arrays = _split(dataset, "train")
         self.replicated = NamedSharding(mesh, P())
-        self.resident = sum(a.nbytes for a in arrays.values()) <= resident_bytes
+        self.resident = isinstance(arrays["x"], np.ndarray) and sum(
+            a.nbytes for a in arrays.values()) <= resident_bytes
         if self.resident:
             self.arrays = put_global(arrays, self.replicated)
             self.gather = jax.jit(lambda arrays, idx: jax.tree_util.tree_map(
                 lambda a: a[idx], arrays), out_shardings=self.sharded)
         else:
+            import grain
+
+            self.rows = local_rows(self.sharded, batch_size)
+            steps = grain.MapDataset.range(start, stop).map(
+                StepRows(arrays, self.rows, batch_size=batch_size, seed=seed)).to_iter_dataset()
+            if workers:
+                from absl import flags
+
+                if not flags.FLAGS.is_parsed():  # grain reads its absl flags in mp_prefetch
+                    flags.FLAGS.mark_as_parsed()
+                steps = steps.mp_prefetch(grain.MultiprocessingOptions(
+                    num_workers=workers, per_worker_buffer_size=prefetch),
+                    worker_init_fn=functools.partial(exit_with_parent, os.getpid()))
+            self.steps = iter(steps)
             self.queue = queue.Queue(maxsize=prefetch)
             self.stopped = threading.Event()
             self.thread = threading.Thread(target=self._fill, daemon=True)
             self.thread.start()
 
     def _fill(self):
-        step = self.step
+        position = {int(r): i for i, r in enumerate(self.rows)}
+
+        def block(a, index):  # a device's block of the batch, from this process's rows
+            rows = np.arange(self.batch_size)[index[0]]
+            first = position[int(rows[0])]
+            return a[first:first + len(rows)][(slice(None), *index[1:])]
         try:
             while not self.stopped.is_set():
-                self._put(global_batch(self.dataset, step, self.sharded,
-                                       batch_size=self.batch_size, seed=self.seed))
-                step += 1
+                local = next(self.steps)
+                self._put({k: jax.make_array_from_callback(
+                    (self.batch_size, *a.shape[1:]), self.sharded,
+                    lambda index, a=a: block(a, index)) for k, a in local.items()})
         except BaseException as e:  # surfaces in the training loop, not lost in the thread
             self._put(e)
 
@@ -172,3 +222,6 @@ class DeviceBatches:
         if not self.resident:
             self.stopped.set()
             self.thread.join()
+            close = getattr(self.steps, "close", None)
+            if close is not None:
+                close()
