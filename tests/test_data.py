@@ -61,7 +61,7 @@ def test_preprocess_ranges_dequantisation_and_flips():
     many = np.full((4096, 1, 1, 1), 100, np.uint8)
     u = data.preprocess(many, key, is_image=True, centered=False, dequantize=True) * 256 - 100
     assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.02
-    rows = np.arange(4 * 3, dtype=np.uint8).reshape(1, 1, 12, 1).repeat(64, 0).reshape(64, 1, 12, 1)
+    rows = np.arange(4 * 3, dtype=np.uint8).reshape(1, 1, 12, 1).repeat(64, 0)
     flipped = np.asarray(data.preprocess(rows, key, is_image=True, random_flip=True))
     plain = np.asarray(data.preprocess(rows, key, is_image=True))
     same = np.all(flipped == plain, axis=(1, 2, 3))

@@ -16,6 +16,7 @@ from scorelab import measure
 from scorelab.config import ConfigError
 from scorelab.loop import train
 from scorelab.metrics import fid, inception
+from scorelab.data.records import sha256
 from scorelab.metrics.standard import InceptionMetrics, load_reference
 from tests.test_inception import FIXTURES, random_state_dict, REF
 from tests.test_train import tiny_unet, toy_config
@@ -100,7 +101,7 @@ def test_fid_stats_then_evaluate_with_inception(tmp_path, random_inception):
     assert out["eval/inception_score"] == fid.inception_score(logits, splits=1)[0]
     assert out["eval/kid"] == fid.kid(ref["pool"], pool, subset_size=6)[0]
     assert 0 <= out["eval/precision"] <= 1 and "eval/fd_digits" in out  # a digits run
-    assert out["reference"]["sha256"] == inception.sha256(tmp_path / "ref.npz")
+    assert out["reference"]["sha256"] == sha256(tmp_path / "ref.npz")
 
 
 def test_bad_arguments_fail_before_any_work(tmp_path, monkeypatch):

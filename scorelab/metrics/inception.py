@@ -16,7 +16,6 @@ Images are resized to 299 x 299 in one of two ways:
 
 The weights are read from a file the user has (`load_params`): nothing is ever downloaded.
 """
-import hashlib
 import os
 import pathlib
 import warnings
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from scorelab.data.records import sha256
 from scorelab.metrics import torchfile
 
 FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -287,14 +287,6 @@ def weights_path(path: str | os.PathLike | None = None) -> pathlib.Path:
         f"(mseitzer/pytorch-fid); pytorch-fid and torch-fidelity save it under "
         f"~/.cache/torch/hub/checkpoints/ on first use. Give its path as the `path` argument, "
         f"eval.inception_path or --inception_path, or in ${ENV}; nothing is downloaded here.")
-
-
-def sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_params(path: str | os.PathLike | None = None) -> dict:

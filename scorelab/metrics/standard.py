@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from scorelab.data.pipeline import to_host, to_uint8
+from scorelab.data.records import sha256
 from scorelab.metrics import fid, inception
 
 KID_SUBSET_SIZE = 1000  # torch-fidelity's; smaller sample sets use all their samples
@@ -61,7 +62,7 @@ def load_reference(path) -> dict:
             "resize": "tf1" if pool is not None else "pytorch-fid",
             "count": None if pool is None else len(pool)}
     return {"mu": mu, "sigma": sigma, "pool": pool, "meta": meta,
-            "sha256": inception.sha256(path)}
+            "sha256": sha256(path)}
 
 
 class InceptionMetrics:
@@ -127,16 +128,18 @@ def dataset_reference(params, images: np.ndarray, *, resize: str, source: str,
     dropped batch), as `load_reference` returns it, with the images' own Inception Score in
     its meta; written to `path` when given (by process 0 only). `progress(count)` is called
     after each chunk."""
-    parts = []
+    parts, digest = [], hashlib.sha256()
     for i in range(0, len(images), CHUNK):
-        parts.append(inception_features(params, images[i:i + CHUNK], resize))
+        chunk = np.asarray(images[i:i + CHUNK])  # prepared records: read chunk by chunk
+        digest.update(np.ascontiguousarray(chunk).tobytes())
+        parts.append(inception_features(params, chunk, resize))
         if progress is not None:
             progress(len(parts[-1]["pool"]))
     pool = np.concatenate([p["pool"] for p in parts])
     score = fid.inception_score(np.concatenate([p["logits"] for p in parts]),
                                 splits=10 if len(pool) >= 10 else 1)
     meta = {"count": len(pool), "resize": resize, "image_shape": list(images.shape[1:]),
-            "images_sha256": hashlib.sha256(np.ascontiguousarray(images)).hexdigest(),
+            "images_sha256": digest.hexdigest(),
             "source": source, "inception_score": list(score)}
     if path is not None and jax.process_index() == 0:
         meta = write_reference(path, pool, meta)
