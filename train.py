@@ -207,11 +207,14 @@ COMMANDS = {
         "(and `labels`) as ArrayRecord shards that training streams (data.name='records').",
         (Flag("input", "string", "", "A folder of .png / .jpg images, or an .npz."),
          Flag("output", "string", "", "The directory to create."),
-         Flag("image_size", "integer", 0, "Resize to S x S as score_sde: shorter side to S, "
-              "central crop (0: keep; the images must then share one size)."),
+         Flag("image_size", "integer", 0, "Resize to S x S as score_sde: the central square, "
+              "resized (0: keep; the images must then share one size)."),
          Flag("crop", "integer", 0, "A central crop before resizing (score_sde's CelebA: "
-              "140).")),
-        lambda f: prepare(f.input, f.output, image_size=f.image_size, crop=f.crop)),
+              "140)."),
+         Flag("filter", "enum", "bicubic", "The resize's filter, antialiased (score_sde: "
+              "bicubic for LSUN and FFHQ, bilinear for CelebA).", ("bicubic", "bilinear"))),
+        lambda f: prepare(f.input, f.output, image_size=f.image_size, crop=f.crop,
+                          filter=f.filter)),
     "compare": Command(
         "Train SDE variants side by side and run every sampler at NFE budgets; resumable "
         "cell by cell.",

@@ -27,6 +27,7 @@ def get_config():
     # Worker processes that read and decode streamed batches (records, and in-memory sets over
     # 256 MB); 0 reads them in the training process (docs/data.md: what was measured).
     data.num_workers = 0
+    data.stream = False  # folder only: decode images as batches need them, not all at start
 
     config.sde = sde = ml_collections.ConfigDict()
     sde.name = "vpsde"  # vpsde | subvpsde | vesde

@@ -12,7 +12,7 @@ import pathlib
 from models.unet import ddpmpp_config
 
 # Fields that may change between the runs of one workdir (they do not change the trajectory).
-RESUMABLE_CHANGES = ("data.num_workers", "training.n_steps", "training.log_every",
+RESUMABLE_CHANGES = ("data.num_workers", "data.stream", "training.n_steps", "training.log_every",
                      "training.eval_every",
                      "training.checkpoint_every", "training.max_to_keep",
                      "training.select_every", "sampling", "eval")
@@ -96,6 +96,7 @@ _ADDED = {
     "data.window": 32,
     "model.series": dict(channels=64, depth=3, heads=4, embed_dim=64),
     "data.num_workers": 0,
+    "data.stream": False,
     "eval.batch_size": 256,
     "eval.inception_path": "",
     "eval.inception_resize": "pytorch-fid",

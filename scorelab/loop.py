@@ -34,7 +34,8 @@ from scorelab.workdir import TABLE_FILE, MetricsLog, checkpoint_manager, \
 def load_data(config) -> data.Dataset:
     d = config.data
     return data.load(d.name, path=d.path, image_size=d.image_size, seed=config.seed,
-                     num_train=d.num_train, num_test=d.num_test, window=d.window)
+                     num_train=d.num_train, num_test=d.num_test, window=d.window,
+                     stream=d.stream)
 
 
 class Run(NamedTuple):

@@ -20,7 +20,7 @@ from scorelab.config import ConfigError
 from scorelab.data import images, records
 from scorelab.data.pipeline import StepRows, batch_indices, local_rows
 from scorelab.data.prepare import prepare
-from scorelab.loop import train
+from scorelab.loop import build, train
 from tests.test_distributed import finish, free_port, losses
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -223,3 +223,65 @@ def _alive(pid: int) -> bool:
         return state != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("name", ["cifar10", "celeba", "lsun_church", "lsun_bedroom", "ffhq"])
+def test_presets_build_on_small_stand_ins_of_their_shape(name, tmp_path):
+    """Each preset reads records of its image size: the config checks, the data, the network's
+    shapes (traced, no FLOPs) and one streamed batch."""
+    from configs import records_presets
+    size = records_presets.PREPARE[name][0]
+    records.write(tmp_path / name, lambda i: np.full((size, size, 3), i, np.uint8), None,
+                  image_shape=(size, size, 3), preprocessing={"count": 12}, source="stand-in")
+    config = getattr(records_presets, name)()
+    config.data.path = str(tmp_path / name)
+    run = build(config)
+    assert run.dataset.data_shape == (size, size, 3) and len(run.dataset.train) == 11
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=jax.devices()[:1])
+    batches = data.DeviceBatches(run.dataset, mesh, start=0, batch_size=4, seed=0)
+    try:
+        assert next(batches)["x"].shape == (4, size, size, 3)
+    finally:
+        batches.close()
+
+
+def test_a_folder_streams_without_preparing(tmp_path):
+    """data.stream decodes a folder's images as batches ask: the same pixels and split as the
+    folder read at start, and it pickles as file names (for grain's workers)."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (10, 14, 3), np.uint8)).save(
+            tmp_path / f"{i:02d}.png")
+    whole = data.load("folder", path=str(tmp_path), image_size=8)
+    streamed = data.load("folder", path=str(tmp_path), image_size=8, stream=True)
+    assert isinstance(streamed.train, images.FolderImages)
+    assert streamed.train.shape == (11, 8, 8, 3)  # 12 images, 1 held out
+    np.testing.assert_array_equal(streamed.train[:], whole.train)
+    np.testing.assert_array_equal(streamed.test[:], whole.test)
+    assert len(pickle.dumps(streamed.train)) < 2000
+    rows = np.array([3, 1, 3])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(streamed.train))[rows],
+                                  whole.train[rows])
+
+
+def test_a_hugging_face_data_set_is_prepared_with_its_class_names(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    pictures = [Image.fromarray(np.full((6, 5, 3), i * 20, np.uint8)) for i in range(10)]
+    features = datasets.Features({"img": datasets.Image(),
+                                  "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    ds = datasets.Dataset.from_dict({"img": pictures, "label": [i % 3 for i in range(10)]},
+                                    features=features)
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "hf"))
+    meta = prepare(f"hf:{tmp_path / 'hf'}", str(tmp_path / "out"))
+    loaded = data.load("records", path=str(tmp_path / "out"))
+    assert meta["label_names"] == ["a", "b", "c"] and loaded.train.shape == (9, 6, 5, 3)
+    order = np.concatenate(records.split_order(10))
+    np.testing.assert_array_equal(np.concatenate([loaded.train[:, 0, 0, 0],
+                                                  loaded.test[:, 0, 0, 0]]) // 20, order)
+    np.testing.assert_array_equal(np.concatenate([loaded.train_labels, loaded.test_labels]),
+                                  order % 3)
+    with pytest.raises(ConfigError, match="has splits \\['train'\\], not 'test'"):
+        prepare(f"hf:{tmp_path / 'hf'}:test", str(tmp_path / "out2"))

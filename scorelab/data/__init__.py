@@ -45,10 +45,12 @@ class Source:
 
 
 def _fixed_split(x: np.ndarray, y: np.ndarray | None, n_test: int):
-    """The last `n_test` of one permutation fixed for all runs (seed 0), whatever the run's seed."""
+    """The last `n_test` of one permutation fixed for all runs (seed 0), whatever the seed."""
     order = np.random.default_rng(0).permutation(len(x))
     train, test = order[:-n_test], order[-n_test:]
-    return x[train], x[test], None if y is None else y[train], None if y is None else y[test]
+    take = getattr(x, "subset", x.__getitem__)  # streamed images stay unread
+    labels = (None, None) if y is None else (y[train], y[test])
+    return take(train), take(test), *labels
 
 
 def _digits(*, image_size, **_):
@@ -67,8 +69,8 @@ def _npz(*, path, image_size, **_):
     return _fixed_split(x, y, max(1, len(x) // 10))
 
 
-def _folder(*, path, image_size, **_):
-    x, y = images.folder(path, image_size or None)
+def _folder(*, path, image_size, stream, **_):
+    x, y = images.folder(path, image_size or None, stream=stream)
     return _fixed_split(x, y, max(1, len(x) // 10))
 
 
@@ -128,7 +130,8 @@ SOURCES = {
 
 
 def load(name: str, *, path: str = "", image_size: int = 0, seed: int = 0,
-         num_train: int = 10000, num_test: int = 2000, window: int = 32) -> Dataset:
+         num_train: int = 10000, num_test: int = 2000, window: int = 32,
+         stream: bool = False) -> Dataset:
     """The data set `name` of `SOURCES`; `path` is the file or folder of "npz" / "folder",
     `image_size` an integer upsampling of images (0 keeps them), `seed` and the sizes are for
     the toy generators."""
@@ -136,7 +139,7 @@ def load(name: str, *, path: str = "", image_size: int = 0, seed: int = 0,
         raise ValueError(f"data.name must be one of {list(SOURCES)}, got {name!r}")
     source = SOURCES[name]
     arrays = source.load(path=path, image_size=image_size, seed=seed, num_train=num_train,
-                         num_test=num_test, window=window)
+                         num_test=num_test, window=window, stream=stream)
     return Dataset(*arrays[:4], metrics=source.metrics, table=arrays[4] if len(arrays) > 4
                    else None)
 

@@ -3,6 +3,8 @@ import pathlib
 
 import numpy as np
 
+from scorelab.data import records
+
 DIGITS_FILE = pathlib.Path(__file__).with_name("digits.npz")
 MNIST_FILE = pathlib.Path(__file__).with_name("mnist5000.npz")
 
@@ -45,8 +47,9 @@ def npz(path: str):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def folder(path: str, image_size: int | None):
-    """Every PNG / JPEG under `path` (sorted), resized to image_size if given; needs Pillow."""
+def folder(path: str, image_size: int | None, *, stream: bool = False):
+    """Every PNG / JPEG under `path` (sorted) as RGB, resized to image_size if given; with
+    `stream`, a `FolderImages` that decodes them as batches ask, else all at once."""
     from PIL import Image
 
     root = pathlib.Path(path)
@@ -55,17 +58,42 @@ def folder(path: str, image_size: int | None):
     files = sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"data.path={path!r} holds no .png, .jpg or .jpeg files")
-    images = []
-    for f in files:
-        im = Image.open(f).convert("RGB")
-        if image_size:
-            im = im.resize((image_size, image_size), Image.BICUBIC)
-        images.append(np.asarray(im))
-    shapes = {im.shape for im in images}
+    if image_size:
+        shapes = {(image_size, image_size, 3)}
+    else:  # the headers only
+        shapes = set()
+        for f in files:
+            with Image.open(f) as im:
+                shapes.add((im.size[1], im.size[0], 3))
     if len(shapes) > 1:
         raise ValueError(f"images under data.path={path!r} differ in size {sorted(shapes)}: set "
                          f"data.image_size to resize them")
-    return np.stack(images), None
+    images = FolderImages(files, image_size, shapes.pop())
+    return (images if stream else images[:]), None
+
+
+class FolderImages(records.LazyImages):
+    """The images of a list of files, decoded (RGB, resized to `image_size` if given, bicubic)
+    when indexed; pickles as the file names."""
+
+    def __init__(self, files, image_size: int | None, image_shape):
+        self.files, self.image_size = [str(f) for f in files], image_size
+        super().__init__(len(self.files), image_shape)
+
+    def subset(self, rows) -> "FolderImages":
+        return FolderImages([self.files[i] for i in rows], self.image_size, self.image_shape)
+
+    def _decode(self, rows: list[int]) -> np.ndarray:
+        from PIL import Image
+
+        out = np.empty((len(rows), *self.image_shape), np.uint8)
+        for j, i in enumerate(rows):
+            with Image.open(self.files[i]) as im:
+                im = im.convert("RGB")
+                if self.image_size:
+                    im = im.resize((self.image_size, self.image_size), Image.BICUBIC)
+                out[j] = np.asarray(im)
+        return out
 
 
 def cifar10(split: str):

@@ -7,8 +7,8 @@ refused). Files with other suffixes are skipped and counted (a README, a .DS_Sto
 file that does not decode is refused by name, since dropping it silently would change the data
 set. Grey-scale folders stay one channel, anything else becomes RGB. Without --image_size the
 images must share one size; with it, each is resized as score_sde prepares CelebA, LSUN and
-FFHQ: an optional central crop (--crop), the shorter side resized to S (bilinear,
-antialiased), then the central S x S crop.
+FFHQ: an optional central crop (--crop: 140 for CelebA), the central square, then a resize to
+S x S with antialiasing (--filter: bicubic as its LSUN and FFHQ, bilinear as its CelebA).
 """
 import pathlib
 import shutil
@@ -20,31 +20,42 @@ from scorelab.data import records
 from scorelab.data.images import IMAGE_SUFFIXES
 
 
-def prepare(input: str, output: str, *, image_size: int = 0, crop: int = 0) -> dict:
+FILTERS = ("bicubic", "bilinear")
+
+
+def prepare(input: str, output: str, *, image_size: int = 0, crop: int = 0,
+            filter: str = "bicubic") -> dict:
     """Writes the prepared directory `output` from `input`; returns its metadata."""
     src, out = pathlib.Path(input), pathlib.Path(output)
-    if not input or not src.exists():
+    hf = input.startswith("hf:")
+    if not input or not (hf or src.exists()):
         raise ConfigError(f"--input={input!r} does not exist (a folder of images or an .npz)")
     if not output:
         raise ConfigError("--output is required (a directory to create)")
     if out.exists():
         raise ConfigError(f"--output={output} exists: give a new directory (nothing is "
                           f"overwritten)")
+    if filter not in FILTERS:
+        raise ConfigError(f"--filter must be one of {list(FILTERS)}, got {filter!r}")
     if image_size < 0 or crop < 0 or (crop and not image_size):
         raise ConfigError(f"--image_size must be >= 0 and --crop >= 0, with --crop only beside "
                           f"--image_size; got {image_size} and {crop}")
-    if src.is_dir():
-        read, labels, names, shape, info = _folder(src, image_size, crop)
+    if hf:
+        read, labels, names, shape, info = _huggingface(input[3:], image_size, crop, filter)
+    elif src.is_dir():
+        read, labels, names, shape, info = _folder(src, image_size, crop, filter)
     elif src.suffix == ".npz":
-        read, labels, names, shape, info = _npz(src, image_size, crop)
+        read, labels, names, shape, info = _npz(src, image_size, crop, filter)
     else:
-        raise ConfigError(f"--input={input!r} must be a folder of images or an .npz file")
+        raise ConfigError(f"--input={input!r} must be a folder of images, an .npz file or "
+                          f"hf:NAME")
     preprocessing = {"count": info.pop("count"), "image_size": image_size, "crop": crop,
-                     "resize": "score_sde: central crop, shorter side to S (bilinear, "
-                               "antialiased), central S x S" if image_size else "none", **info}
+                     "resize": f"central crop {crop or 'none'}, central square, {filter} to S "
+                               f"(antialiased)" if image_size else "none", **info}
     try:
         meta = records.write(out, read, labels, image_shape=shape, label_names=names,
-                             preprocessing=preprocessing, source=str(src.resolve()))
+                             preprocessing=preprocessing,
+                             source=input if hf else str(src.resolve()))
     except BaseException:
         for tmp in out.parent.glob(f".{out.name}.*.tmp"):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -56,18 +67,17 @@ def prepare(input: str, output: str, *, image_size: int = 0, crop: int = 0) -> d
     return meta
 
 
-def transform(image, image_size: int, crop: int):
-    """score_sde's preparation of a PIL image: central crop `crop` (if any), shorter side to
-    `image_size`, central square."""
+def transform(image, image_size: int, crop: int, filter: str = "bicubic"):
+    """score_sde's preparation of a PIL image: central crop `crop` (if any), the central
+    square, resized to `image_size` with `filter` (PIL antialiases when shrinking)."""
     from PIL import Image
 
     if crop:
         image = _central_crop(image, crop, crop)
-    w, h = image.size
-    ratio = image_size / min(w, h)
-    image = image.resize((max(image_size, round(w * ratio)), max(image_size, round(h * ratio))),
-                         Image.BILINEAR)
-    return _central_crop(image, image_size, image_size)
+    side = min(image.size)
+    image = _central_crop(image, side, side)
+    return image.resize((image_size, image_size),
+                        Image.BICUBIC if filter == "bicubic" else Image.BILINEAR)
 
 
 def _central_crop(image, width: int, height: int):
@@ -76,7 +86,7 @@ def _central_crop(image, width: int, height: int):
     return image.crop((left, top, left + width, top + height))
 
 
-def _folder(root: pathlib.Path, image_size: int, crop: int):
+def _folder(root: pathlib.Path, image_size: int, crop: int, filter: str):
     from PIL import Image, UnidentifiedImageError
 
     everything = sorted(p for p in root.rglob("*") if p.is_file())
@@ -116,14 +126,14 @@ def _folder(root: pathlib.Path, image_size: int, crop: int):
             with Image.open(files[i]) as im:
                 im = im.convert("L" if channels == 1 else "RGB")
                 if image_size:
-                    im = transform(im, image_size, crop)
+                    im = transform(im, image_size, crop, filter)
                 return np.asarray(im).reshape(shape)
         except OSError as e:
             raise ConfigError(f"{files[i]} does not decode ({e}); remove or repair it") from None
     return read, labels, names, shape, {"count": len(files), "skipped": skipped}
 
 
-def _npz(path: pathlib.Path, image_size: int, crop: int):
+def _npz(path: pathlib.Path, image_size: int, crop: int, filter: str):
     from PIL import Image
 
     from scorelab.data.images import npz
@@ -143,5 +153,50 @@ def _npz(path: pathlib.Path, image_size: int, crop: int):
         if not image_size:
             return images[i]
         im = Image.fromarray(images[i][..., 0] if images.shape[-1] == 1 else images[i])
-        return np.asarray(transform(im, image_size, crop)).reshape(shape)
+        return np.asarray(transform(im, image_size, crop, filter)).reshape(shape)
     return read, labels, names, shape, {"count": len(images)}
+
+
+def _huggingface(spec: str, image_size: int, crop: int, filter: str):
+    """A Hugging Face `datasets` data set: `hf:PATH` saved with `save_to_disk`, or `hf:NAME`
+    for `load_dataset` (which downloads, where that is possible), `:SPLIT` appended to choose
+    a split of several (default train). The images are its first Image column, the labels its
+    first ClassLabel column (with their names), if any."""
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("--input=hf:... needs the Hugging Face datasets package: pip install "
+                          "-e '.[hf]'") from None
+    name, _, split = spec.partition(":")
+    try:
+        ds = (datasets.load_from_disk(name) if pathlib.Path(name).exists()
+              else datasets.load_dataset(name))
+    except Exception as e:  # noqa: BLE001 (a missing name, no network, a damaged directory)
+        raise ConfigError(f"--input=hf:{spec}: {type(e).__name__}: {e}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        split = split or "train"
+        if split not in ds:
+            raise ConfigError(f"--input=hf:{spec} has splits {sorted(ds)}, not {split!r}")
+        ds = ds[split]
+    kinds = {k: type(f).__name__ for k, f in ds.features.items()}
+    image_col = next((k for k, kind in kinds.items() if kind == "Image"), None)
+    label_col = next((k for k, kind in kinds.items() if kind == "ClassLabel"), None)
+    if image_col is None or not len(ds):
+        raise ConfigError(f"--input=hf:{spec} has no Image column or no rows (its columns: "
+                          f"{kinds})")
+    first = ds[0][image_col]
+    channels = 1 if first.mode in ("L", "1") else 3
+    shape = ((image_size, image_size) if image_size else first.size[::-1]) + (channels,)
+    names = ds.features[label_col].names if label_col else None
+    labels = np.asarray(ds[label_col], np.int32) if label_col else None
+    column = ds.select_columns([image_col])
+
+    def read(i):
+        im = column[i][image_col].convert("L" if channels == 1 else "RGB")
+        if image_size:
+            im = transform(im, image_size, crop, filter)
+        if im.size[::-1] != shape[:2]:
+            raise ConfigError(f"--input=hf:{spec}: row {i} is {im.size[0]} x {im.size[1]}, row "
+                              f"0 {shape[1]} x {shape[0]}: give --image_size")
+        return np.asarray(im).reshape(shape)
+    return read, labels, names, shape, {"count": len(ds)}

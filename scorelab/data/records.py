@@ -33,15 +33,13 @@ class RecordsError(ConfigError):
     """A prepared directory that cannot be read as written (named file, what is wrong)."""
 
 
-class Records:
-    """The uint8 images of one split of a prepared directory, as a read-only array."""
+class LazyImages:
+    """uint8 images read only when indexed, as a read-only array: `len`, `shape`, indexing by
+    an integer, a slice or a 1-D integer array (`_decode(rows)` of a subclass reads them)."""
 
-    def __init__(self, files: list[pathlib.Path], image_shape: tuple[int, ...]):
-        import grain
-
-        self.files, self.image_shape = [str(f) for f in files], tuple(image_shape)
-        self.source = grain.sources.ArrayRecordDataSource(self.files)
-        self.shape = (len(self.source), *self.image_shape)
+    def __init__(self, count: int, image_shape):
+        self.image_shape = tuple(image_shape)
+        self.shape = (count, *self.image_shape)
         self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
         self.nbytes = int(np.prod(self.shape))
 
@@ -60,12 +58,26 @@ class Records:
         return self._decode([int(i) for i in rows % len(self)])
 
     def _decode(self, rows: list[int]) -> np.ndarray:
-        raw = self.source.__getitems__(rows)
-        return np.frombuffer(b"".join(raw), np.uint8).reshape(len(rows), *self.image_shape)
+        raise NotImplementedError
 
     def __array__(self, dtype=None, copy=None):
         out = self[:]
         return out if dtype is None else out.astype(dtype)
+
+
+class Records(LazyImages):
+    """The uint8 images of one split of a prepared directory."""
+
+    def __init__(self, files: list[pathlib.Path], image_shape: tuple[int, ...]):
+        import grain
+
+        self.files = [str(f) for f in files]
+        self.source = grain.sources.ArrayRecordDataSource(self.files)
+        super().__init__(len(self.source), image_shape)
+
+    def _decode(self, rows: list[int]) -> np.ndarray:
+        raw = self.source.__getitems__(rows)
+        return np.frombuffer(b"".join(raw), np.uint8).reshape(len(rows), *self.image_shape)
 
     def __getstate__(self):
         return {"files": self.files, "image_shape": self.image_shape}
