@@ -7,13 +7,13 @@
    batch, for the default config (8 x 8 digits, resident on the device) and for CIFAR-10-shaped
    records (32 x 32 x 3, batch 128), by worker count.
 3. Peak memory of the whole process tree (the training process and its workers: resident set
-   sizes summed, sampled every 0.2 s) of `train.py` for 30 steps on 64 x 64 x 3 records of
-   25 MB and of 2.5 GB, by worker count.
+   sizes summed, sampled every 0.2 s) of `train.py` (the default network, batch 32) for 20
+   steps on 64 x 64 x 3 records of 25 MB and of 2.5 GB, by worker count.
 
 The records hold random pixels (speed and memory do not depend on them) and are written under
 `--scratch` once.
 
-    python -m bench.bench_data [--scratch=/tmp/bench_data] [--skip_memory]
+    python -m bench.bench_data [--scratch=/tmp/bench_data] [--parts=throughput,wait,memory]
         # bench/results/data.json
 """
 import argparse
@@ -54,17 +54,21 @@ def one_device():
                          devices=jax.devices()[:1])
 
 
-def throughput(path, workers: int, batch: int = 64, steps: int = 30) -> float:
+def throughput(path, workers: int, batch: int = 64, steps: int = 40, repeats: int = 3) -> float:
+    """Images per second: the median of `repeats` runs of `steps` batches (after 3)."""
     dataset = data.load("records", path=str(path))
     batches = data.DeviceBatches(dataset, one_device(), start=0, batch_size=batch, seed=0,
                                  workers=workers)
     try:
         for _ in range(3):
             jax.block_until_ready(next(batches))
-        tic = time.perf_counter()
-        for _ in range(steps):
-            jax.block_until_ready(next(batches))
-        return steps * batch / (time.perf_counter() - tic)
+        rates = []
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            for _ in range(steps):
+                jax.block_until_ready(next(batches))
+            rates.append(steps * batch / (time.perf_counter() - tic))
+        return float(np.median(rates))
     finally:
         batches.close()
 
@@ -117,13 +121,13 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def peak_memory(path, workers: int, workdir: pathlib.Path, steps: int = 30) -> int:
+def peak_memory(path, workers: int, workdir: pathlib.Path, steps: int = 20) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     proc = subprocess.Popen(
         [sys.executable, "train.py", f"--workdir={workdir}", "--config.data.name=records",
          f"--config.data.path={path}", f"--config.data.num_workers={workers}",
          f"--config.training.n_steps={steps}", "--config.training.eval_every=0",
-         "--config.training.checkpoint_every=1000000", "--config.training.batch_size=128"],
+         "--config.training.checkpoint_every=1000000", "--config.training.batch_size=32"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     while proc.poll() is None:
@@ -138,21 +142,40 @@ def peak_memory(path, workers: int, workdir: pathlib.Path, steps: int = 30) -> i
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scratch", default="/tmp/bench_data")
-    p.add_argument("--skip_memory", action="store_true")
+    p.add_argument("--parts", default="throughput,wait,memory")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "data.json"))
     a = p.parse_args()
-    scratch = pathlib.Path(a.scratch)
+    scratch, parts = pathlib.Path(a.scratch), a.parts.split(",")
     scratch.mkdir(parents=True, exist_ok=True)
-    result = {"cpus": os.cpu_count(), "throughput_images_per_s": {}, "data_wait": {},
-              "peak_memory_mb": {}}
+    out = pathlib.Path(a.out)
+    result = json.loads(out.read_text()) if out.exists() else {}  # parts run apart add up
+    result.update({"cpus": os.cpu_count()})
+    for part in ("throughput_images_per_s", "data_wait", "peak_memory_mb"):
+        result.setdefault(part, {})
 
-    for size, count in ((32, 4096), (64, 4096), (256, 512)):
+    for size, count in ((32, 4096), (64, 4096), (256, 512)) if "throughput" in parts else ():
         path = make_records(scratch, count, size)
         for w in WORKERS:
             rate = throughput(path, w)
             result["throughput_images_per_s"][f"{size}px_{w}w"] = rate
             print(f"pipeline alone, {size} px, {w} workers: {rate:,.0f} images/s", flush=True)
+        out.write_text(json.dumps(result, indent=1))
 
+    if "wait" in parts:
+        data_waits(result, scratch)
+        out.write_text(json.dumps(result, indent=1))
+    if "memory" in parts:
+        for label, count in (("25MB", 2_000), ("2.5GB", 200_000)):
+            path = make_records(scratch, count, 64)
+            for w in (0, 1):
+                peak = peak_memory(path, w, scratch / f"run_{label}_{w}w") / 2**20
+                result["peak_memory_mb"][f"{label}_{w}w"] = peak
+                print(f"peak memory, {label} of 64 x 64 x 3, {w} workers: {peak:,.0f} MB",
+                      flush=True)
+                out.write_text(json.dumps(result, indent=1))
+
+
+def data_waits(result: dict, scratch: pathlib.Path) -> None:
     config = default.get_config()
     config.training.batch_size = 128
     result["data_wait"]["default_digits"] = data_wait(config, 0)
@@ -165,16 +188,6 @@ def main():
         result["data_wait"][f"cifar10_shaped_{w}w"] = data_wait(config, w)
         print(f"CIFAR-10-shaped records, {w} workers: "
               f"{result['data_wait'][f'cifar10_shaped_{w}w']}", flush=True)
-
-    if not a.skip_memory:
-        for label, count in (("25MB", 2_000), ("2.5GB", 200_000)):
-            path = make_records(scratch, count, 64)
-            for w in (0, 1):
-                peak = peak_memory(path, w, scratch / f"run_{label}_{w}w") / 2**20
-                result["peak_memory_mb"][f"{label}_{w}w"] = peak
-                print(f"peak memory, {label} of 64 x 64 x 3, {w} workers: {peak:,.0f} MB",
-                      flush=True)
-    pathlib.Path(a.out).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
