@@ -51,6 +51,10 @@ def get_config():
     # True: the network is conditioned on given cells (CSDI; the MLP): trained to predict a
     # share of each row's observed cells from the rest (training.cell_masks), for `impute`.
     model.conditional_cells = False
+    # none | blocks: recompute each U-Net block's activations in the backward pass instead of
+    # keeping them (jax.checkpoint): the same gradients for less memory and about a third more
+    # compute per step (docs/training.md#memory).
+    model.remat = "none"
     # The U-Net's attributes (models/unet.py; every one is listed, at the DDPM++ cont. values
     # unless set here): a 180k-parameter DDPM++ for 8x8 images (its step time:
     # docs/benchmarks.md#training). The paper's CIFAR-10 networks are in configs/cifar10_*.py.

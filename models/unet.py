@@ -27,6 +27,9 @@ from models.layers import Images, conv, group_norm, skip_sum
 from sde.checks import describe
 
 RESBLOCK_TYPES = ("biggan", "ddpm")
+# "blocks": every residual and attention block's activations are recomputed in the backward
+# pass instead of kept (flax's remat, i.e. jax.checkpoint): the same gradients, less memory.
+REMAT = ("none", "blocks")
 PROGRESSIVE = ("none", "output_skip", "residual")
 PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
 PROGRESSIVE_COMBINE = ("sum", "cat")
@@ -76,6 +79,7 @@ class NCSNpp(nn.Module):
     conditional: bool = True
     norm_groups: int | None = None
     num_classes: int | None = None
+    remat: str = "none"  # REMAT; set by the run (model.remat), not part of the architecture
 
     @nn.compact
     def __call__(self, x: Images, time_input: Float[Array, "b"], *,
@@ -105,14 +109,14 @@ class NCSNpp(nn.Module):
         pyramid = x
         for level, mult in enumerate(self.ch_mult):
             for _ in range(self.num_res_blocks):
-                h = self.resblock(self.nf * mult)(skips[-1], temb, train=train)
+                h = self.run(self.resblock(self.nf * mult), skips[-1], temb, train)
                 skips.append(self.maybe_attend(h))
             if level == len(self.ch_mult) - 1:
                 break
             if self.resblock_type == "ddpm":
                 h = self.resample(layers.Downsample, with_conv=self.resamp_with_conv)(skips[-1])
             else:
-                h = self.resblock(skips[-1].shape[-1], down=True)(skips[-1], temb, train=train)
+                h = self.run(self.resblock(skips[-1].shape[-1], down=True), skips[-1], temb, train)
             h, pyramid = self.merge_input_pyramid(h, pyramid)
             skips.append(h)
         return skips
@@ -136,9 +140,9 @@ class NCSNpp(nn.Module):
 
     def middle(self, h: Images, temb, train: bool) -> Images:
         """Block, attention, block at the lowest resolution."""
-        h = self.resblock(h.shape[-1])(h, temb, train=train)
+        h = self.run(self.resblock(h.shape[-1]), h, temb, train)
         h = self.attend(h)
-        return self.resblock(h.shape[-1])(h, temb, train=train)
+        return self.run(self.resblock(h.shape[-1]), h, temb, train)
 
     def decode(self, h: Images, skips: list[Images], out_channels: int, temb,
                train: bool) -> Images:
@@ -147,7 +151,7 @@ class NCSNpp(nn.Module):
         for level in reversed(range(len(self.ch_mult))):
             for _ in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
-                h = self.resblock(self.nf * self.ch_mult[level])(h, temb, train=train)
+                h = self.run(self.resblock(self.nf * self.ch_mult[level]), h, temb, train)
             h = self.maybe_attend(h)
             h, pyramid = self.grow_output_pyramid(h, pyramid, out_channels)
             if level == 0:
@@ -155,7 +159,7 @@ class NCSNpp(nn.Module):
             if self.resblock_type == "ddpm":
                 h = self.resample(layers.Upsample, with_conv=self.resamp_with_conv)(h)
             else:
-                h = self.resblock(h.shape[-1], up=True)(h, temb, train=train)
+                h = self.run(self.resblock(h.shape[-1], up=True), h, temb, train)
         if self.progressive == "output_skip":
             return pyramid
         return conv(out_channels, init_scale=self.init_scale)(nn.silu(self.norm(h)))
@@ -200,8 +204,16 @@ class NCSNpp(nn.Module):
         return group_norm(h, self.norm_groups)
 
     def attend(self, h: Images) -> Images:
-        return layers.AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale,
-                                groups=self.norm_groups)(h)
+        block = layers.AttnBlock(skip_rescale=self.skip_rescale, init_scale=self.init_scale,
+                                 groups=self.norm_groups)
+        return nn.remat(lambda m, h: m(h))(block, h) if self.remat == "blocks" else block(h)
+
+    def run(self, block: nn.Module, h: Images, temb, train: bool) -> Images:
+        """A residual block on h, rematerialised with `remat="blocks"`. The block is made
+        outside the remat, so its parameters keep their names either way."""
+        if self.remat == "blocks":
+            return nn.remat(lambda m, h, temb: m(h, temb, train=train))(block, h, temb)
+        return block(h, temb, train=train)
 
     def maybe_attend(self, h: Images) -> Images:
         return self.attend(h) if h.shape[1] in self.attn_resolutions else h
@@ -273,6 +285,7 @@ def validate_attributes(model: NCSNpp):
     except ValueError as err:
         raise ValueError(f"NCSNpp.{err}") from None
     _check_choice("resblock_type", model.resblock_type, RESBLOCK_TYPES)
+    _check_choice("remat", model.remat, REMAT)
     _check_choice("progressive", model.progressive, PROGRESSIVE)
     _check_choice("progressive_input", model.progressive_input, PROGRESSIVE_INPUT)
     _check_choice("progressive_combine", model.progressive_combine, PROGRESSIVE_COMBINE)
@@ -352,7 +365,7 @@ def ddpmpp_config(**overrides) -> dict:
     (deep)" is `ddpmpp_config(num_res_blocks=8)`. Unknown names raise `ValueError`.
     """
     config = {f.name: f.default for f in dataclasses.fields(NCSNpp)
-              if f.init and f.name not in ("parent", "name", "num_classes")}
+              if f.init and f.name not in ("parent", "name", "num_classes", "remat")}
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise ValueError(f"unknown NCSNpp attribute(s) {unknown}; allowed: {sorted(config)}")

@@ -103,6 +103,11 @@ def build_model(config, dataset):
             raise ConfigError(f"model.name={m.name!r} cannot be class-conditional: set "
                               f"model.conditional_classes=0")
         kwargs["num_classes"] = m.conditional_classes + (1 if m.label_dropout else 0)
+    if m.remat != "none":
+        if "remat" not in {f.name for f in dataclasses.fields(cls)}:
+            raise ConfigError(f"model.remat={m.remat!r}: model.name={m.name!r} has no "
+                              f"rematerialisation; set model.remat='none'")
+        kwargs["remat"] = m.remat
     try:
         return cls(**kwargs)
     except TypeError as e:  # an attribute the module does not have

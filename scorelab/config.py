@@ -12,10 +12,9 @@ import pathlib
 from models.unet import ddpmpp_config
 
 # Fields that may change between the runs of one workdir (they do not change the trajectory).
-RESUMABLE_CHANGES = ("data.num_workers", "data.stream", "training.n_steps", "training.log_every",
-                     "training.eval_every",
-                     "training.checkpoint_every", "training.max_to_keep",
-                     "training.select_every", "sampling", "eval")
+RESUMABLE_CHANGES = ("data.num_workers", "data.stream", "model.remat", "training.n_steps",
+                     "training.log_every", "training.eval_every", "training.checkpoint_every",
+                     "training.max_to_keep", "training.select_every", "sampling", "eval")
 
 PRECISIONS = ("float32", "bfloat16")  # the train step's compute dtype
 
@@ -95,6 +94,7 @@ _ADDED = {
     "model.mlp.dropout": 0.0,
     "data.window": 32,
     "model.series": dict(channels=64, depth=3, heads=4, embed_dim=64),
+    "model.remat": "none",
     "data.num_workers": 0,
     "data.stream": False,
     "eval.batch_size": 256,

@@ -150,6 +150,11 @@ def _bad(field, value):
     (_bad("model.ema_rate", 1.0), "model.ema_rate"),
     (_bad("training.nonfinite", "ignore"), "training.nonfinite"),
     (_bad("training.eval_every", -1), "training.eval_every must be a positive integer, or 0"),
+    (_bad("model.remat", "layers"), "remat must be one of"),
+    (_bad("data.num_workers", -1), "data.num_workers must be an integer >= 0"),
+    (_bad("eval.batch_size", 0), "eval.batch_size must be a positive integer"),
+    (_bad("eval.inception_resize", "area"), "eval.inception_resize must be one of"),
+    (_bad("eval.inception_path", "/nowhere/pt_inception.pth"), "6726825d"),
 ])
 def test_bad_config_fails_before_training(config, message, tmp_path):
     with pytest.raises(ValueError) as info:

@@ -157,6 +157,34 @@ def test_dropout_only_when_training(tiny):
     np.testing.assert_array_equal(run(False, k1), model.apply(variables, x, t))
 
 
+@pytest.mark.parametrize("name", ["ddpmpp", "ddpm_blocks"])
+def test_remat_keeps_parameters_and_gradients(name):
+    """Rematerialised blocks (dropout on, train mode) keep every parameter's name and give the
+    same loss and gradients to float rounding; every residual and attention block is a remat
+    in the traced program (XLA:CPU does not turn that into fewer temporaries: docs/training.md
+    #memory)."""
+    attrs = {**TINY, **VARIANTS[name], "attn_resolutions": (8, 4)}
+    plain, remat = NCSNpp(**attrs), NCSNpp(**attrs, remat="blocks")
+    x, t = inputs(batch=8)
+    variables = random_variables(plain, x, t)
+    shapes = jax.eval_shape(lambda: remat.init(jax.random.key(0), x, t))
+    assert jax.tree.structure(shapes) == jax.tree.structure(variables)
+    key = jax.random.key(3, impl="rbg")
+
+    def grad(model):
+        loss = lambda v: jnp.mean(model.apply(v, x, t, train=True, rngs={"dropout": key}) ** 2)
+        return jax.value_and_grad(loss)
+
+    (l0, g0), (l1, g1) = jax.jit(grad(plain))(variables), jax.jit(grad(remat))(variables)
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    blocks = sum(1 for p in variables["params"] if p.startswith(("ResnetBlock", "AttnBlock")))
+    jaxpr = str(jax.make_jaxpr(grad(remat))(variables))
+    assert jaxpr.count("remat") == blocks and "remat" not in str(
+        jax.make_jaxpr(grad(plain))(variables))
+
+
 def test_real_init_starts_near_zero_output():
     """init_scale=0: every residual branch and the output conv start near zero (DDPM, NCSN++)."""
     model = NCSNpp(nf=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(),
@@ -275,7 +303,9 @@ def test_cifar10_presets_have_score_sde_parameter_counts(name):
 
 
 def test_presets_name_every_attribute_and_refuse_unknown_ones():
-    attributes = {f.name for f in dataclasses.fields(NCSNpp)} - {"parent", "name", "num_classes"}
+    # num_classes comes from the data, remat from the run (model.remat)
+    attributes = {f.name for f in dataclasses.fields(NCSNpp)} - {"parent", "name", "num_classes",
+                                                                  "remat"}
     assert set(ncsnpp_config()) == attributes == set(ddpmpp_config())
     assert ddpmpp_config()["num_res_blocks"] == 4 and ncsnpp_config()["fir"]
     assert ncsnpp_config(num_res_blocks=8)["num_res_blocks"] == 8
