@@ -87,24 +87,24 @@ class Evaluator:
         c, data = self.config, self.dataset
 
         tic = time.perf_counter()
-        saved, features, seconds = [], [], 0.0
+        saved, features, nfes, seconds = [], [], [], 0.0
         for i, count in enumerate(batch_sizes(self.num, self.batch)):
             x, nfe = self.sample(params, jax.random.fold_in(k_sample, i))
-            x = x[:count]
+            x, nfes = x[:count], nfes + [int(nfe)]
             if sum(map(len, saved)) < self.num_saved:
                 saved.append(to_host(x[:self.num_saved - sum(map(len, saved))]))
             seconds -= time.perf_counter()
             features.append({name: metric.features(x, data, centered=c.data.centered)
                              for name, metric in self.metrics.items()})
             seconds += time.perf_counter()
-        out.update({"eval/sample_nfe": int(nfe),
-                    "eval/time_sampling_s": _since(tic) - seconds})
+        nfe = nfes[0] if len(set(nfes)) == 1 else float(np.mean(nfes))  # adaptive: the mean
+        out.update({"eval/sample_nfe": nfe, "eval/time_sampling_s": _since(tic) - seconds})
         stem = self.workdir / "samples" / f"step_{step:07d}"
         if jax.process_index() == 0:
             save_samples(np.concatenate(saved), stem, is_image=data.is_image,
                          centered=c.data.centered)
         say(f"  eval step {step}: {self.num} samples, {c.sampling.method} sampler, NFE "
-            f"{int(nfe)}: {out['eval/time_sampling_s']:.1f} s -> {stem}.png")
+            f"{nfe:g}: {out['eval/time_sampling_s']:.1f} s -> {stem}.png")
 
         if self.metrics:
             tic = time.perf_counter()
