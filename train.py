@@ -28,6 +28,7 @@ import sys
 from absl import logging
 
 import scorelab
+import scorelab.commands
 import scorelab.distributed
 from samplers import INVERSE_METHODS, smc
 from scorelab.cli import Command, Flag, main
@@ -215,6 +216,12 @@ COMMANDS = {
               "bicubic for LSUN and FFHQ, bilinear for CelebA).", ("bicubic", "bilinear"))),
         lambda f: prepare(f.input, f.output, image_size=f.image_size, crop=f.crop,
                           filter=f.filter)),
+    "ema": Command(
+        "Rebuild the EMA of any length after training (EDM2's post-hoc EMA) from the run's "
+        "snapshots of its tracked profiles; every command then uses it.",
+        (WORKDIR, Flag("sigma_rel", "float", 0.05, "The EMA's relative length: the averaging "
+                       "profile's std over the training length (EDM2; 0.05 to 0.2 typical).")),
+        lambda f: scorelab.commands.posthoc_ema(pathlib.Path(f.workdir), sigma_rel=f.sigma_rel)),
     "compare": Command(
         "Train SDE variants side by side and run every sampler at NFE budgets; resumable "
         "cell by cell.",

@@ -89,6 +89,12 @@ def get_config():
     # that reads the run (model selection, as early stopping would; for small tables)
     training.select_every = 0
     training.max_to_keep = 2
+    # Post-hoc EMA (EDM2; docs/training.md#post-hoc-ema): power-function EMAs of these relative
+    # lengths are tracked and, every `ema_snapshot_every` steps, saved whole to
+    # <workdir>/ema_snapshots (never pruned): 2 x the parameters each time (1.4 MB here), from
+    # which `train.py ema --sigma_rel=S` rebuilds the EMA of any length. () turns it off.
+    training.ema_profiles = (0.05, 0.10)
+    training.ema_snapshot_every = 500
     # float32 | bfloat16: the train step's network compute; parameters, optimiser state, EMA,
     # loss and checkpoints stay float32, and evaluation and sampling run in float32.
     training.precision = "float32"

@@ -8,10 +8,13 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
 
 from models.score import bind
 from samplers import classifier_free_guidance, classifier_guidance
 from scorelab import distributed
+from scorelab import posthoc_ema as posthoc
 from scorelab.build import class_log_prob, is_classifier, logits_fn_for, null_label, score_fn_for
 from scorelab.compilation import enable_compilation_cache
 from scorelab.config import ConfigError
@@ -20,9 +23,9 @@ from scorelab.loop import build, check_workdir
 from scorelab.metrics.classifier import class_accuracy
 from scorelab.pictures import save_samples
 from scorelab.sampling import make_sample_fn
-from scorelab.step import make_mesh, replicated
-from scorelab.workdir import checkpoint_manager, read_config, restore_best, \
-    restore_latest_valid
+from scorelab.step import make_mesh, profile_names, replicated
+from scorelab.workdir import checkpoint_manager, posthoc_manager, read_config, restore_best, \
+    restore_latest_valid, snapshot_manager
 
 
 def restore(workdir: pathlib.Path, mesh, *, method: str = ""):
@@ -38,12 +41,71 @@ def restore(workdir: pathlib.Path, mesh, *, method: str = ""):
                                        resuming=False)
     if state is None:
         raise FileNotFoundError(f"--workdir={workdir} holds no checkpoint")
-    best, best_step = restore_best(workdir, replicated(run.abstract.ema_params, mesh))
+    target = replicated(run.abstract.ema_params, mesh)
+    best, best_step = restore_best(workdir, target)
     if best is not None:
         if distributed.is_writer():
             print(f"using the EMA parameters of lowest held-out loss, step {best_step}")
         state, step = state.replace(ema_params=best), best_step
+    if (workdir / "ema" / "info.json").is_file():  # `train.py ema`: chosen after the fact
+        info = json.loads((workdir / "ema" / "info.json").read_text())
+        manager = posthoc_manager(workdir)
+        params = manager.restore(info["step"], args=ocp.args.StandardRestore(target))
+        if distributed.is_writer():
+            print(f"using the post-hoc EMA of sigma_rel {info['sigma_rel']:g} at step "
+                  f"{info['step']} (train.py ema)")
+        state, step = state.replace(ema_params=params), info["step"]
     return config, run, state, step
+
+
+def posthoc_ema(workdir: pathlib.Path, *, sigma_rel: float) -> dict:
+    """Reconstructs the power-function EMA of relative length `sigma_rel` at the last snapshot
+    from every snapshot of the run's tracked profiles (EDM2's least squares,
+    `scorelab.posthoc_ema.solve`) and keeps it in <workdir>/ema, where every command reads it
+    as the run's EMA; returns what was done (also in <workdir>/ema/info.json)."""
+    workdir = check_workdir(workdir)
+    config = read_config(workdir)
+    names, tracked = profile_names(config), tuple(config.training.ema_profiles)
+    if not tracked:
+        raise ConfigError(f"--workdir={workdir} tracked no EMA profiles "
+                          f"(training.ema_profiles=()): nothing to reconstruct from")
+    try:
+        gamma = posthoc.sigma_rel_to_gamma(sigma_rel)
+    except ValueError as e:
+        raise ConfigError(f"--sigma_rel: {e}") from None
+    snapshots = snapshot_manager(workdir)
+    steps = sorted(snapshots.all_steps())
+    if not steps:
+        raise ConfigError(f"--workdir={workdir} has no EMA snapshots yet (one is written every "
+                          f"training.ema_snapshot_every={config.training.ema_snapshot_every} "
+                          f"steps)")
+    gammas = [posthoc.sigma_rel_to_gamma(s) for s in tracked]
+    weights, residual = posthoc.solve([(t, g) for t in steps for g in gammas], steps[-1], gamma)
+    run = build(config)
+    abstract = {name: run.abstract.params for name in names}
+    total, k = None, 0
+    for t in steps:
+        profiles = jax.device_get(snapshots.restore(t, args=ocp.args.StandardRestore(abstract)))
+        for name in names:
+            part = jax.tree_util.tree_map(lambda a: weights[k] * np.asarray(a, np.float64),
+                                          profiles[name])
+            total = part if total is None else jax.tree_util.tree_map(np.add, total, part)
+            k += 1
+    params = jax.tree_util.tree_map(lambda a: a.astype(np.float32), total)
+    info = {"sigma_rel": sigma_rel, "step": steps[-1], "snapshots": len(steps),
+            "profiles": list(tracked), "residual": residual,
+            "weights_abs_sum": float(np.abs(weights).sum())}
+    if distributed.is_writer():
+        manager = posthoc_manager(workdir)
+        for old in manager.all_steps():
+            manager.delete(old)
+        manager.save(steps[-1], args=ocp.args.StandardSave(params))
+        manager.wait_until_finished()
+        (workdir / "ema" / "info.json").write_text(json.dumps(info, indent=1))
+        print(f"post-hoc EMA of sigma_rel {sigma_rel:g} at step {steps[-1]} from {len(steps)} "
+              f"snapshots of {list(tracked)} (profile residual {residual:.3g}) -> "
+              f"{workdir / 'ema'}; every command now uses it")
+    return info
 
 
 def check_class_flags(label: str, guidance: float | None) -> None:

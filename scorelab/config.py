@@ -12,7 +12,8 @@ import pathlib
 from models.unet import ddpmpp_config
 
 # Fields that may change between the runs of one workdir (they do not change the trajectory).
-RESUMABLE_CHANGES = ("data.num_workers", "data.stream", "model.remat", "training.n_steps",
+RESUMABLE_CHANGES = ("data.num_workers", "data.stream", "model.remat",
+                     "training.ema_snapshot_every", "training.n_steps",
                      "training.log_every", "training.eval_every", "training.checkpoint_every",
                      "training.max_to_keep", "training.select_every", "sampling", "eval")
 
@@ -33,6 +34,15 @@ def check_training(config, num_devices: int) -> None:
         if not isinstance(t[name], int) or t[name] < 0:
             raise ConfigError(f"training.{name} must be a positive integer, or 0 for no "
                               f"{what}, got {t[name]!r}")
+    for sigma_rel in t.ema_profiles:
+        if not 0 < sigma_rel < 0.28:
+            raise ConfigError(f"training.ema_profiles must hold relative lengths in (0, 0.28), "
+                              f"got {tuple(t.ema_profiles)}")
+    if not isinstance(t.ema_snapshot_every, int) or t.ema_snapshot_every < 0 or (
+            t.ema_profiles and not t.ema_snapshot_every):
+        raise ConfigError(f"training.ema_snapshot_every must be a positive integer when "
+                          f"training.ema_profiles are tracked (0 without), got "
+                          f"{t.ema_snapshot_every!r}")
     workers = config.data.num_workers
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"data.num_workers must be an integer >= 0, got {workers!r}")
@@ -95,6 +105,8 @@ _ADDED = {
     "data.window": 32,
     "model.series": dict(channels=64, depth=3, heads=4, embed_dim=64),
     "model.remat": "none",
+    "training.ema_profiles": [],  # runs before 0.4 tracked none
+    "training.ema_snapshot_every": 0,
     "data.num_workers": 0,
     "data.stream": False,
     "eval.batch_size": 256,

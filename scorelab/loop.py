@@ -28,7 +28,7 @@ from scorelab.progress import Progress
 from scorelab.sampling import check_sampling
 from scorelab.step import TrainState, init_state, make_mesh, replicated, train_step
 from scorelab.workdir import TABLE_FILE, MetricsLog, checkpoint_manager, \
-    resolve_config_file, restore_latest_valid, save_table
+    resolve_config_file, restore_latest_valid, save_table, snapshot_manager
 
 
 def load_data(config) -> data.Dataset:
@@ -105,8 +105,9 @@ def train(config, workdir: pathlib.Path) -> TrainState:
     evaluator = make_evaluator(config, run, workdir, mesh) if config.training.eval_every else None
     selection = (Selection(config, run, workdir, mesh, replicated(run.abstract.ema_params, mesh))
                  if config.training.select_every else None)
+    snapshots = snapshot_manager(workdir) if config.training.ema_profiles else None
     state = run_loop(config, state, step_fn, manager, log, mesh, run.dataset, start, evaluator,
-                     selection)
+                     selection, snapshots)
     if distributed.is_writer():
         report(workdir, log)
     return state
@@ -122,7 +123,7 @@ def check_workdir(workdir) -> pathlib.Path:
 
 
 def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluator,
-             selection=None):
+             selection=None, snapshots=None):
     """Steps from `start` to n_steps: logs, checkpoints, evaluates, keeps the best parameters
     (`evaluate.Selection`); SIGTERM saves and exits."""
     t = config.training
@@ -149,6 +150,11 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
                     pending, tic, tic_step, waited = [], time.perf_counter(), done, batches.wait_s
                 if done % t.checkpoint_every == 0 or done == t.n_steps or stop:
                     manager.save(done, args=ocp.args.StandardSave(state))
+                if snapshots is not None and (done % t.ema_snapshot_every == 0
+                                              or done == t.n_steps):
+                    # a resumed run recomputes the same snapshot: the saved one stays
+                    if done not in snapshots.all_steps():
+                        snapshots.save(done, args=ocp.args.StandardSave(state.ema_profiles))
                 if stop:
                     say(f"\nSIGTERM: saved step {done}, exiting")
                     break
@@ -166,6 +172,8 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
         finally:
             batches.close()
             manager.wait_until_finished()
+            if snapshots is not None:
+                snapshots.wait_until_finished()
             if selection is not None:
                 selection.close()
     return state

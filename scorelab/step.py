@@ -11,6 +11,7 @@ from flax import struct
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from scorelab import posthoc_ema
 from scorelab.data import preprocess
 
 
@@ -21,6 +22,9 @@ class TrainState:
     ema_params: dict
     opt_state: optax.OptState
     key: jax.Array  # the run's base key (raw uint32 data); per-step keys are fold_in(key, step)
+    # power-function EMAs of the parameters, one per training.ema_profiles sigma_rel (keyed by
+    # it), for post-hoc EMA (scorelab.posthoc_ema); None: none tracked, a pre-0.4 state's layout
+    ema_profiles: dict | None = None
 
 
 def init_state(config, model, tx, dataset, key) -> TrainState:
@@ -34,9 +38,11 @@ def init_state(config, model, tx, dataset, key) -> TrainState:
         labels = ({"labels": jnp.zeros((1,), jnp.int32)} if config.model.conditional_classes
                   else {})
         params = model.init(k_init, x, jnp.zeros((1,)), **labels)["params"]
-        ema = jax.tree_util.tree_map(jnp.copy, params)  # its own buffers: the state is donated
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=ema,
-                          opt_state=tx.init(params), key=jax.random.key_data(k_run))
+        copy = lambda: jax.tree_util.tree_map(jnp.copy, params)  # own buffers: state is donated
+        profiles = {name: copy() for name in profile_names(config)} or None
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=copy(),
+                          opt_state=tx.init(params), key=jax.random.key_data(k_run),
+                          ema_profiles=profiles)
     program = jax.jit(init)
     if isinstance(key, jax.core.Tracer):  # inside eval_shape or another transformation
         return program(key)
@@ -65,7 +71,9 @@ def train_step(state: TrainState, batch, *, config, tx, objective, is_image):
     params = optax.apply_updates(state.params, updates)
     rate = ema_decay(config, state.step)
     ema = jax.tree_util.tree_map(lambda e, p: rate * e + (1 - rate) * p, state.ema_params, params)
-    new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
+    new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
+                        ema_profiles=update_profiles(config, state.ema_profiles, params,
+                                                     state.step + 1))
     kept = state.replace(step=state.step + 1)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, kept)
     return new, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
@@ -82,6 +90,25 @@ def ema_decay(config, step):
         return rate
     step = step.astype(jnp.float32)
     return jnp.minimum(rate, (1.0 + step) / (10.0 + step))
+
+
+def profile_names(config) -> list[str]:
+    """The keys of `TrainState.ema_profiles`: each tracked sigma_rel, as written."""
+    return [f"{s:g}" for s in config.training.ema_profiles]
+
+
+def update_profiles(config, profiles, params, count):
+    """The power-function EMAs after update number `count` (1, 2, ...): beta = (1 - 1 /
+    count)^(gamma + 1), so the first update copies the parameters."""
+    if profiles is None:
+        return None
+    count = count.astype(jnp.float32)
+    out = {}
+    for name, sigma_rel in zip(profile_names(config), config.training.ema_profiles):
+        rate = posthoc_ema.beta(posthoc_ema.sigma_rel_to_gamma(sigma_rel), count)
+        out[name] = jax.tree_util.tree_map(lambda e, p: rate * e + (1 - rate) * p,
+                                           profiles[name], params)
+    return out
 
 
 def replicated(abstract, mesh):

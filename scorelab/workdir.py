@@ -92,6 +92,19 @@ def best_manager(workdir: pathlib.Path):
     return ocp.CheckpointManager(workdir / "best", options=options)
 
 
+def snapshot_manager(workdir: pathlib.Path):
+    """The post-hoc EMA snapshots (training.ema_snapshot_every): never pruned."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
+                                           enable_async_checkpointing=True)
+    return ocp.CheckpointManager(workdir / "ema_snapshots", options=options)
+
+
+def posthoc_manager(workdir: pathlib.Path):
+    """The parameters `train.py ema` reconstructed, which every command then uses."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    return ocp.CheckpointManager(workdir / "ema", options=options)
+
+
 def restore_best(workdir: pathlib.Path, target):
     """(EMA parameters, step) kept by model selection, or (None, None) where there are none."""
     if not (workdir / "best").is_dir():
@@ -106,8 +119,8 @@ def restore_best(workdir: pathlib.Path, target):
 def restore_latest_valid(manager, target, workdir, *, resuming: bool = True):
     """(state, step) from the newest checkpoint that restores and is finite, or (None, 0) when
     there is none; prints "resumed from step N" (training) or "loaded step N" (`resuming=False`:
-    a command that only reads the run). Unreadable ones (truncated files, a missing item, another model's shapes)
-    are skipped with a warning; if every checkpoint is unreadable the run stops rather than
+    a command that only reads the run). Unreadable ones (truncated files, a missing item,
+    another model's shapes) are skipped with a warning; if every checkpoint is unreadable the run stops rather than
     start again from scratch over them.
 
     With several processes the step is agreed: all of them try the same steps in the same

@@ -1,6 +1,8 @@
 """Power-function EMA profiles (scorelab.posthoc_ema) against closed forms: the discrete EMA is
 the profile's exact average of a piecewise-constant trajectory, and a profile never stored is
 reconstructed from snapshots of two others within the bound the fit's residual gives."""
+import json
+
 import numpy as np
 import pytest
 from scipy import integrate
@@ -78,3 +80,58 @@ def test_a_third_profile_is_reconstructed_within_the_residual_bound():
         error = np.abs(rebuilt - direct)
         assert np.all(error <= residual * norm + rounding), (error, residual * norm)
         assert np.all(error < 1e-4 * np.abs(theta).max())  # measured: 2e-6 to 3e-5
+
+
+def test_training_tracks_profiles_that_rebuild_an_untracked_one(tmp_path):
+    """The train step's profiles on the toy MLP: 0.07 is tracked in the state but rebuilt from
+    snapshots of 0.05 and 0.10 alone, within residual x ||theta||_L2 (accumulated along the
+    run) plus float32 rounding; `train.py ema` then gives every command its reconstruction."""
+    import jax
+
+    from scorelab import data
+    from scorelab.build import build_model, build_objective, build_optimizer, build_sde
+    from scorelab.commands import posthoc_ema, restore
+    from scorelab.loop import train
+    from scorelab.step import init_state, make_mesh, train_step
+    from scorelab.workdir import snapshot_manager
+    from tests.test_train import toy_config
+
+    config = toy_config()
+    config.training.ema_profiles = (0.05, 0.10, 0.07)
+    sde, tx = build_sde(config), build_optimizer(config)
+    dataset = data.load("mixture", num_train=512)
+    model = build_model(config, dataset)
+    step = jax.jit(lambda s, b: train_step(s, b, config=config, tx=tx, is_image=False,
+                                           objective=build_objective(config, sde, model)))
+    state = init_state(config, model, tx, dataset, jax.random.key(0))
+    flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree.leaves(tree)])
+    squares, stored = 0.0, []
+    for s in range(1, 301):
+        state, _ = step(state, data.host_batch(dataset, s - 1, batch_size=64, seed=0))
+        squares = squares + flat(state.params).astype(np.float64) ** 2
+        if s % 30 == 0:
+            stored += [(s, ema.sigma_rel_to_gamma(r), flat(state.ema_profiles[f"{r:g}"]))
+                       for r in (0.05, 0.10)]
+    x, residual = ema.solve([(s, g) for s, g, _ in stored], 300, ema.sigma_rel_to_gamma(0.07))
+    rebuilt = sum(xi * v.astype(np.float64) for xi, (_, _, v) in zip(x, stored))
+    tracked = flat(state.ema_profiles["0.07"]).astype(np.float64)
+    scale = max(np.abs(v).max() for _, _, v in stored)
+    bound = residual * np.sqrt(squares) + 8 * np.sum(np.abs(x)) * np.finfo(np.float32).eps * scale
+    assert np.all(np.abs(rebuilt - tracked) <= bound)
+    assert np.abs(rebuilt - tracked).max() < 1e-2 * scale
+
+    config = toy_config(n_steps=20)
+    config.training.ema_snapshot_every = 5
+    train(config, tmp_path)
+    info = posthoc_ema(tmp_path, sigma_rel=0.08)
+    assert info["snapshots"] == 4 and info["step"] == 20 and info["residual"] < 0.05
+    _, _, state, step_ = restore(tmp_path, make_mesh())  # what every command loads
+    saved = json.loads((tmp_path / "ema" / "info.json").read_text())
+    assert step_ == 20 and saved == info
+    gammas = [ema.sigma_rel_to_gamma(r) for r in (0.05, 0.10)]
+    weights, _ = ema.solve([(t, g) for t in (5, 10, 15, 20) for g in gammas], 20,
+                           ema.sigma_rel_to_gamma(0.08))
+    snapshots = snapshot_manager(tmp_path)
+    values = [flat(snapshots.restore(t)[f"{r:g}"]) for t in (5, 10, 15, 20) for r in (0.05, 0.1)]
+    expected = sum(w * v.astype(np.float64) for w, v in zip(weights, values))
+    np.testing.assert_allclose(flat(state.ema_params), expected, rtol=1e-5, atol=1e-6)
