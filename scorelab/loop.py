@@ -131,6 +131,9 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
                                  seed=config.seed, workers=config.data.num_workers,
                                  stop=t.n_steps)
     pending, tic, tic_step, waited = [], time.perf_counter(), start, 0.0
+    # snapshots already saved (a resumed run recomputes them identically and keeps these); read
+    # once, so every process takes the same decisions
+    saved = set(snapshots.all_steps()) if snapshots is not None else set()
     progress = Progress(t.n_steps, desc="training", unit="step", initial=start)
     with _preemption() as preempted:
         try:
@@ -151,10 +154,8 @@ def run_loop(config, state, step_fn, manager, log, mesh, dataset, start, evaluat
                 if done % t.checkpoint_every == 0 or done == t.n_steps or stop:
                     manager.save(done, args=ocp.args.StandardSave(state))
                 if snapshots is not None and (done % t.ema_snapshot_every == 0
-                                              or done == t.n_steps):
-                    # a resumed run recomputes the same snapshot: the saved one stays
-                    if done not in snapshots.all_steps():
-                        snapshots.save(done, args=ocp.args.StandardSave(state.ema_profiles))
+                                              or done == t.n_steps) and done not in saved:
+                    snapshots.save(done, args=ocp.args.StandardSave(state.ema_profiles))
                 if stop:
                     say(f"\nSIGTERM: saved step {done}, exiting")
                     break

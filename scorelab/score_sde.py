@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 from models import score_sde as ssde
 from scorelab.config import ConfigError
 from scorelab.loop import build, check_workdir, load_data
-from scorelab.step import TrainState, profile_names
+from scorelab.step import TrainState, with_profiles
 from scorelab.workdir import checkpoint_manager, resolve_config_file
 
 PREDICTORS = {"euler_maruyama": "euler_maruyama", "reverse_diffusion": "reverse_diffusion",
@@ -51,11 +51,10 @@ def import_score_sde(checkpoint, score_sde_config, root, workdir, config) -> pat
     step = int(state_dict["step"])
     opt_state, imported = optimizer_state(state_dict, run.tx, params, checkpoint)
     key = jax.random.key_data(jax.random.split(jax.random.key(config.seed))[1])
-    # post-hoc EMA profiles start here, from the imported parameters (docs/training.md)
-    profiles = {name: jax.tree_util.tree_map(jnp.copy, params)
-                for name in profile_names(config)} or None
     state = TrainState(step=jnp.asarray(step, jnp.int32), params=params, ema_params=ema,
-                       opt_state=opt_state, key=key, ema_profiles=profiles)
+                       opt_state=opt_state, key=key)
+    # post-hoc EMA profiles start here, from the imported parameters (docs/training.md)
+    state = with_profiles(config, state, lambda: jax.tree_util.tree_map(jnp.copy, params))
     resolve_config_file(workdir, config)
     manager = checkpoint_manager(workdir, config.training.max_to_keep)
     manager.save(step, args=ocp.args.StandardSave(state))

@@ -22,9 +22,14 @@ class TrainState:
     ema_params: dict
     opt_state: optax.OptState
     key: jax.Array  # the run's base key (raw uint32 data); per-step keys are fold_in(key, step)
-    # power-function EMAs of the parameters, one per training.ema_profiles sigma_rel (keyed by
-    # it), for post-hoc EMA (scorelab.posthoc_ema); None: none tracked, a pre-0.4 state's layout
-    ema_profiles: dict | None = None
+
+
+@struct.dataclass
+class ProfiledTrainState(TrainState):
+    """A train state that also tracks power-function EMAs of the parameters, one per
+    training.ema_profiles sigma_rel (keyed by it), for post-hoc EMA (scorelab.posthoc_ema).
+    Runs without profiles keep `TrainState`, whose checkpoints older versions wrote."""
+    ema_profiles: dict = None
 
 
 def init_state(config, model, tx, dataset, key) -> TrainState:
@@ -39,10 +44,9 @@ def init_state(config, model, tx, dataset, key) -> TrainState:
                   else {})
         params = model.init(k_init, x, jnp.zeros((1,)), **labels)["params"]
         copy = lambda: jax.tree_util.tree_map(jnp.copy, params)  # own buffers: state is donated
-        profiles = {name: copy() for name in profile_names(config)} or None
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=copy(),
-                          opt_state=tx.init(params), key=jax.random.key_data(k_run),
-                          ema_profiles=profiles)
+        state = TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=copy(),
+                           opt_state=tx.init(params), key=jax.random.key_data(k_run))
+        return with_profiles(config, state, copy)
     program = jax.jit(init)
     if isinstance(key, jax.core.Tracer):  # inside eval_shape or another transformation
         return program(key)
@@ -71,9 +75,10 @@ def train_step(state: TrainState, batch, *, config, tx, objective, is_image):
     params = optax.apply_updates(state.params, updates)
     rate = ema_decay(config, state.step)
     ema = jax.tree_util.tree_map(lambda e, p: rate * e + (1 - rate) * p, state.ema_params, params)
-    new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
-                        ema_profiles=update_profiles(config, state.ema_profiles, params,
-                                                     state.step + 1))
+    new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
+    if isinstance(state, ProfiledTrainState):
+        new = new.replace(ema_profiles=update_profiles(config, state.ema_profiles, params,
+                                                       state.step + 1))
     kept = state.replace(step=state.step + 1)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, kept)
     return new, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
@@ -97,11 +102,20 @@ def profile_names(config) -> list[str]:
     return [f"{s:g}" for s in config.training.ema_profiles]
 
 
+def with_profiles(config, state: TrainState, copy) -> TrainState:
+    """`state` with freshly started profiles (`copy()` of the parameters each) when the config
+    tracks any, else unchanged."""
+    names = profile_names(config)
+    if not names:
+        return state
+    return ProfiledTrainState(**{f: getattr(state, f) for f in
+                                 ("step", "params", "ema_params", "opt_state", "key")},
+                              ema_profiles={name: copy() for name in names})
+
+
 def update_profiles(config, profiles, params, count):
     """The power-function EMAs after update number `count` (1, 2, ...): beta = (1 - 1 /
     count)^(gamma + 1), so the first update copies the parameters."""
-    if profiles is None:
-        return None
     count = count.astype(jnp.float32)
     out = {}
     for name, sigma_rel in zip(profile_names(config), config.training.ema_profiles):

@@ -94,8 +94,12 @@ def best_manager(workdir: pathlib.Path):
 
 def snapshot_manager(workdir: pathlib.Path):
     """The post-hoc EMA snapshots (training.ema_snapshot_every): never pruned."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
-                                           enable_async_checkpointing=True)
+    # its own barrier names: with several processes, two managers saving side by side would
+    # otherwise wait on each other's barriers
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None, create=True, enable_async_checkpointing=True,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix="ema_snapshots"))
     return ocp.CheckpointManager(workdir / "ema_snapshots", options=options)
 
 
