@@ -89,21 +89,15 @@ def test_training_tracks_profiles_that_rebuild_an_untracked_one(tmp_path):
     import jax
 
     from scorelab import data
-    from scorelab.build import build_model, build_objective, build_optimizer, build_sde
     from scorelab.commands import posthoc_ema, restore
     from scorelab.loop import train
-    from scorelab.step import init_state, make_mesh, train_step
+    from scorelab.step import make_mesh
     from scorelab.workdir import snapshot_manager
-    from tests.test_train import toy_config
+    from tests.test_train import toy_config, toy_step
 
     config = toy_config()
     config.training.ema_profiles = (0.05, 0.10, 0.07)
-    sde, tx = build_sde(config), build_optimizer(config)
-    dataset = data.load("mixture", num_train=512)
-    model = build_model(config, dataset)
-    step = jax.jit(lambda s, b: train_step(s, b, config=config, tx=tx, is_image=False,
-                                           objective=build_objective(config, sde, model)))
-    state = init_state(config, model, tx, dataset, jax.random.key(0))
+    step, state, dataset = toy_step(config)
     flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree.leaves(tree)])
     squares, stored = 0.0, []
     for s in range(1, 301):

@@ -14,18 +14,13 @@ from scorelab import data, step
 from scorelab.build import MODELS, build_model, build_objective, build_optimizer, build_sde
 from scorelab.loop import summarise
 from scorelab.step import ema_decay, init_state, make_mesh, train_step
-from tests.test_train import ROOT, params_of, tiny_unet, toy_config
+from tests.test_train import ROOT, params_of, tiny_unet, toy_config, toy_step
 
 def test_sharded_step_equals_single_device_step():
     """The batch split over 4 devices (params replicated) gives the single-device update."""
     assert jax.device_count() == 4, "tests/conftest.py asks XLA for 4 CPU devices"
     config = toy_config()
-    sde, tx = build_sde(config), build_optimizer(config)
-    dataset = data.load("mixture", num_train=512)
-    model = build_model(config, dataset)
-    step = jax.jit(lambda s, b: train_step(s, b, config=config, tx=tx, is_image=False,
-                                           objective=build_objective(config, sde, model)))
-    state = init_state(config, model, tx, dataset, jax.random.key(0))
+    step, state, dataset = toy_step(config)
     batch = data.host_batch(dataset, 0, batch_size=64, seed=0)
     single, m1 = step(state, batch)
     mesh = make_mesh()

@@ -13,12 +13,12 @@ import pytest
 from configs import default, toy_vp
 from models.score import bind
 from scorelab import data
-from scorelab.build import build_model, build_sde, score_fn_for
+from scorelab.build import build_model, build_objective, build_optimizer, build_sde, score_fn_for
 from scorelab.data import toy
 from scorelab.commands import restore
 from scorelab.evaluate import Selection
 from scorelab.loop import build, train
-from scorelab.step import init_state, make_mesh
+from scorelab.step import init_state, make_mesh, train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,16 @@ def toy_config(**training):
     config.model.mlp.hidden = 32
     config.data.num_train = 512
     return config
+
+
+def toy_step(config):
+    """(the jitted train step, the initial state, the 512-point mixture) of a toy config."""
+    sde, tx = build_sde(config), build_optimizer(config)
+    dataset = data.load("mixture", num_train=512)
+    model = build_model(config, dataset)
+    step = jax.jit(lambda s, b: train_step(s, b, config=config, tx=tx, is_image=False,
+                                           objective=build_objective(config, sde, model)))
+    return step, init_state(config, model, tx, dataset, jax.random.key(0)), dataset
 
 
 def tiny_unet(config):
